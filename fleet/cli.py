@@ -1,0 +1,202 @@
+"""fleet's command line: parse arguments, call the API, print, choose the exit code.
+
+Exit codes: 0 success; 1 some hosts failed (the others still reported); 2 bad input or a
+failure that stopped the command (one line on stderr); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from fleet import __version__
+from fleet.cli_args import build_parser
+from fleet.codec import to_jsonable
+from fleet.errors import FleetError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_ERROR)
+
+
+def _stdout() -> Console:
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def default_store_path() -> Path:
+    env = os.environ.get("FLEET_STORE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fleet" / "fleet.sqlite"
+
+
+def _inventory_sources(args: argparse.Namespace) -> list[Path]:
+    if args.inventory:
+        return [Path(p) for p in args.inventory]
+    env = os.environ.get("FLEET_INVENTORY")
+    if env:
+        return [Path(env)]
+    return [Path(str(resources.files("fleet").joinpath("default_inventory.yml")))]
+
+
+def _load_hosts(args: argparse.Namespace) -> Any:
+    from fleet.inventory import load_inventory
+
+    return load_inventory(_inventory_sources(args), limit=args.limit)
+
+
+# ---------------------------------------------------------------- facts
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    from fleet.gather import gather_facts
+    from fleet.render import outcomes_view
+    from fleet.store import Store
+
+    inventory = _load_hosts(args)
+    store = None if args.no_store else Store.open(args.store)
+    try:
+        outcomes = gather_facts(inventory.hosts, accept_new_host_keys=args.accept_new_host_keys)
+        good = [o.facts for o in outcomes if o.facts is not None]
+        if store is not None and good:
+            store.save_snapshots(inventory.hosts, good)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        _print_json({"hosts": [to_jsonable(o) for o in outcomes],
+                     "store": None if store is None else str(args.store)})
+    else:
+        console = _stdout()
+        console.print(outcomes_view(outcomes))
+        if store is not None:
+            console.print(f"saved {len(good)} snapshot(s) to {args.store}")
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_PARTIAL
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    inventory = _load_hosts(args)
+    rows = [{"name": h.name, "address": h.address, "port": h.port, "user": h.user,
+             "connection": h.connection, "groups": list(h.groups)} for h in inventory.hosts]
+    if args.json:
+        _print_json({"hosts": rows})
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="Inventory", title_justify="left")
+    for col in ("name", "address", "port", "user", "connection", "groups"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or "-",
+                      r["connection"], ",".join(r["groups"]))
+    _stdout().print(table)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- lab
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    from fleet.lab import lab_up
+
+    state = lab_up(args.count, args.dir)
+    if args.json:
+        _print_json(to_jsonable(state))
+    else:
+        console = _stdout()
+        for h in state.hosts:
+            console.print(f"{h.name}  {h.address}:{h.port}  netns {h.namespace}  sshd pid {h.sshd_pid}")
+        console.print(f"inventory: {state.inventory_path}")
+        console.print(f"try: fleet facts -i {state.inventory_path}")
+    return EXIT_OK
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    from fleet.lab import lab_down
+
+    removed = lab_down(args.dir)
+    if args.json:
+        _print_json({"removed": list(removed)})
+    else:
+        console = _stdout()
+        for item in removed:
+            console.print(f"removed {item}")
+        if not removed:
+            console.print(f"no lab in {args.dir}")
+    return EXIT_OK
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    from fleet.lab import lab_status
+
+    status = lab_status(args.dir)
+    data = to_jsonable(status)
+    if args.json:
+        _print_json(data)
+    else:
+        _stdout().print_json(json.dumps(data))
+    healthy = getattr(status, "healthy", True)
+    return EXIT_OK if healthy else EXIT_PARTIAL
+
+
+# ---------------------------------------------------------------- store
+
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from fleet.store import Store
+
+    with Store.open(args.store) as store:
+        info = store.info()
+        latest = store.latest_snapshots()
+    if args.json:
+        _print_json({"store": to_jsonable(info),
+                     "latest": [{"host": s.host, "fingerprint": s.fingerprint,
+                                 "collected_at_unix_seconds": s.collected_at_unix_seconds}
+                                for s in latest]})
+        return EXIT_OK
+    console = _stdout()
+    console.print(f"store {info.path}: schema v{info.schema_version}, journal {info.journal_mode},"
+                  f" {info.host_count} host(s), {info.snapshot_count} facts snapshot(s)")
+    for s in latest:
+        console.print(f"  {s.host}: fingerprint {s.fingerprint}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(_Parser, handlers={
+        "facts": cmd_facts, "hosts": cmd_hosts, "lab up": cmd_lab_up,
+        "lab down": cmd_lab_down, "lab status": cmd_lab_status, "store info": cmd_store_info,
+    }, version=__version__, default_store=default_store_path)
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_ERROR
+    if hasattr(args, "store") and args.store is None:
+        args.store = default_store_path()
+    try:
+        return handler(args)
+    except FleetError as exc:
+        sys.stderr.write(f"fleet: error: {exc.line()}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("fleet: interrupted\n")
+        return EXIT_INTERRUPTED

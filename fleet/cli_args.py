@@ -1,0 +1,116 @@
+"""Argument definitions for every subcommand, each with an example in its --help."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+FACTS_EXAMPLE = """examples:
+  fleet facts                                   # this machine (embedded default inventory)
+  fleet facts -i inventories/lab.yml --limit 'lab[0:1]' --json
+  fleet facts -i hosts.ini -i more.yml --limit 'epyc:!broken' --accept-new-host-keys
+"""
+HOSTS_EXAMPLE = """examples:
+  fleet hosts -i inventories/lab.yml
+  fleet hosts -i hosts.ini --limit 'skylake*' --json
+"""
+LAB_UP_EXAMPLE = """examples:
+  sudo fleet lab up 3                 # three sshd hosts in network namespaces
+  fleet facts -i ~/.local/state/fleet/lab/inventory.yml
+"""
+LAB_DOWN_EXAMPLE = "example:\n  sudo fleet lab down\n"
+LAB_STATUS_EXAMPLE = "example:\n  fleet lab status --json\n"
+STORE_INFO_EXAMPLE = "example:\n  fleet store info --store /tmp/fleet.sqlite\n"
+
+
+def _sub(subparsers: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help_text, description=help_text, epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def _add_inventory(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--inventory", action="append", metavar="INVENTORY",
+                        help="Ansible inventory file or directory (YAML or INI); repeatable. "
+                             "Default: $FLEET_INVENTORY, else localhost (local connection)")
+    parser.add_argument("-l", "--limit", metavar="PATTERN",
+                        help="Ansible host pattern, e.g. 'lab', 'web*:!web3', 'g1:&g2'")
+
+
+def _add_store(parser: argparse.ArgumentParser, default_store: Callable[[], Path]) -> None:
+    parser.add_argument("--store", type=Path, default=None, metavar="PATH",
+                        help=f"SQLite store file (default: $FLEET_STORE, else {default_store()})")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+def _lab_dir(parser: argparse.ArgumentParser) -> None:
+    from fleet.lab import default_state_dir
+
+    parser.add_argument("--dir", type=Path, default=default_state_dir(),
+                        help="lab state directory (default: %(default)s)")
+
+
+def build_parser(parser_class: type[argparse.ArgumentParser], *, handlers: Mapping[str, Any],
+                 version: str, default_store: Callable[[], Path]) -> argparse.ArgumentParser:
+    parser = parser_class(
+        prog="fleet", description="Benchmark fleet runner for Linux/KVM memory-management work "
+        "on multi-socket NUMA servers.", epilog=FACTS_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fleet {version}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=parser_class)
+
+    facts = _sub(sub, "facts", "gather NUMA topology and host facts, in parallel", FACTS_EXAMPLE)
+    _add_inventory(facts)
+    _add_store(facts, default_store)
+    facts.add_argument("--no-store", action="store_true", help="do not save snapshots")
+    facts.add_argument("--accept-new-host-keys", action="store_true",
+                       help="add unknown SSH host keys to known_hosts (changed keys are refused)")
+    _add_json(facts)
+    facts.set_defaults(handler=handlers["facts"])
+
+    hosts = _sub(sub, "hosts", "list the inventory's hosts as fleet sees them", HOSTS_EXAMPLE)
+    _add_inventory(hosts)
+    _add_json(hosts)
+    hosts.set_defaults(handler=handlers["hosts"])
+
+    _build_lab(sub, parser_class, handlers)
+    _build_store(sub, parser_class, handlers, default_store)
+    return parser
+
+
+def _build_lab(sub: Any, parser_class: type[argparse.ArgumentParser],
+               handlers: Mapping[str, Any]) -> None:
+    lab = _sub(sub, "lab", "local lab of SSH hosts in network namespaces (root)", LAB_UP_EXAMPLE)
+    lab_sub = lab.add_subparsers(title="lab commands", metavar="COMMAND", parser_class=parser_class)
+    up = _sub(lab_sub, "up", "create N lab hosts (netns + sshd), inventory, known_hosts",
+              LAB_UP_EXAMPLE)
+    up.add_argument("count", type=int, metavar="N", help="number of hosts")
+    _lab_dir(up)
+    _add_json(up)
+    up.set_defaults(handler=handlers["lab up"])
+    down = _sub(lab_sub, "down", "stop and remove everything the lab started", LAB_DOWN_EXAMPLE)
+    _lab_dir(down)
+    _add_json(down)
+    down.set_defaults(handler=handlers["lab down"])
+    status = _sub(lab_sub, "status", "show the lab's hosts and their health", LAB_STATUS_EXAMPLE)
+    _lab_dir(status)
+    _add_json(status)
+    status.set_defaults(handler=handlers["lab status"])
+
+
+def _build_store(sub: Any, parser_class: type[argparse.ArgumentParser],
+                 handlers: Mapping[str, Any], default_store: Callable[[], Path]) -> None:
+    store = _sub(sub, "store", "inspect the SQLite store", STORE_INFO_EXAMPLE)
+    store_sub = store.add_subparsers(title="store commands", metavar="COMMAND",
+                                     parser_class=parser_class)
+    info = _sub(store_sub, "info", "schema version, counts, latest snapshot per host",
+                STORE_INFO_EXAMPLE)
+    _add_store(info, default_store)
+    _add_json(info)
+    info.set_defaults(handler=handlers["store info"])

@@ -1,0 +1,97 @@
+"""Readable renderings (rich renderables). Nothing here prints: fleet/cli.py does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from fleet.model import Facts, HostOutcome, HugePagePool, NumaNode
+
+MISSING = "?"
+
+
+def format_cpus(cpus: Sequence[int]) -> str:
+    """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8'; () -> '-'."""
+    if not cpus:
+        return "-"
+    ranges: list[str] = []
+    start = prev = cpus[0]
+    for cpu in [*cpus[1:], None]:
+        if cpu is not None and cpu == prev + 1:
+            prev = cpu
+            continue
+        ranges.append(str(start) if start == prev else f"{start}-{prev}")
+        if cpu is not None:
+            start = prev = cpu
+    return ",".join(ranges)
+
+
+def format_bytes(value: int | None) -> str:
+    if value is None:
+        return MISSING
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def format_pools(pools: Sequence[HugePagePool]) -> str:
+    parts = []
+    for p in sorted(pools, key=lambda p: p.page_size_bytes):
+        total = MISSING if p.total_pages is None else str(p.total_pages)
+        free = MISSING if p.free_pages is None else str(p.free_pages)
+        parts.append(f"{format_bytes(p.page_size_bytes).replace('.0 ', ' ')}:{total}/{free}free")
+    return " ".join(parts) or "-"
+
+
+def _opt(value: object) -> str:
+    return MISSING if value is None else str(value)
+
+
+def hosts_table(facts: Sequence[Facts]) -> Table:
+    table = Table(title="Hosts", title_justify="left")
+    for col in ("host", "kernel", "cpu", "sockets", "nodes", "cpus", "memory", "THP",
+                "numa_balancing", "kvm", "iommu groups", "fingerprint"):
+        table.add_column(col, overflow="fold")
+    for f in facts:
+        kvm = ("yes" if f.kvm.dev_kvm else "no") + (
+            f" ({f.cpu.virtualization})" if f.cpu.virtualization else "")
+        table.add_row(
+            f.host, _opt(f.kernel_release), _opt(f.cpu.model_name),
+            str(len(f.topology.socket_ids)), str(len(f.topology.nodes)),
+            str(f.topology.cpu_count), format_bytes(f.mem_total_bytes), _opt(f.thp_enabled),
+            _opt(f.numa_balancing), kvm, str(len(f.iommu.groups)) if f.iommu.present else "none",
+            f.fingerprint)
+    return table
+
+
+def nodes_table(facts: Sequence[Facts]) -> Table:
+    table = Table(title="NUMA nodes", title_justify="left")
+    for col in ("host", "node", "cpus", "memory", "free", "hugepages total/free", "distances"):
+        table.add_column(col, overflow="fold")
+    for f in facts:
+        for node in f.topology.nodes:
+            table.add_row(f.host, str(node.node_id), format_cpus(node.cpus),
+                          format_bytes(node.mem_total_bytes), format_bytes(node.mem_free_bytes),
+                          format_pools(node.hugepages), _distances(node))
+    return table
+
+
+def _distances(node: NumaNode) -> str:
+    return " ".join(str(d) for d in node.distances) or MISSING
+
+
+def outcomes_view(outcomes: Sequence[HostOutcome]) -> RenderableType:
+    good = [o.facts for o in outcomes if o.facts is not None]
+    parts: list[RenderableType] = []
+    if good:
+        parts += [hosts_table(good), nodes_table(good)]
+        warnings = [f"{f.host}: {w}" for f in good for w in f.warnings]
+        parts += [Text(f"warning: {w}", style="yellow") for w in warnings]
+    parts += [Text(f"unreachable: {o.error}", style="bold red") for o in outcomes if o.error]
+    return Group(*parts)

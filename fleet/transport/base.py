@@ -1,0 +1,49 @@
+"""The transport interface: run a command on a host, read a file. Implementations: ssh, local."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did."""
+
+    host: str
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One persistent connection to one host.
+
+    ``run`` takes an argv list; it is quoted with shlex for the remote shell, never
+    concatenated from user values. ``stdin`` is sent to the command, then closed.
+    A command that exits non-zero is a Result, not an exception; failures to connect,
+    authenticate or time out raise TransportError naming the host.
+    """
+
+    host_name: str
+
+    def run(self, argv: Sequence[str], *, stdin: str | None = None,
+            timeout_seconds: float = 60.0) -> Result: ...
+
+    def read_file(self, path: str) -> str: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
