@@ -124,7 +124,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     else:
         console = _stdout()
         for h in state.hosts:
-            console.print(f"{h.name}  {h.address}:{h.port}  netns {h.namespace}  sshd pid {h.sshd_pid}")
+            console.print(f"{h.name}  {h.address}:{h.port}  netns {h.namespace}"
+                          f"  sshd pid {h.sshd_pid}")
         console.print(f"inventory: {state.inventory_path}")
         console.print(f"try: fleet facts -i {state.inventory_path}")
     return EXIT_OK

@@ -71,7 +71,8 @@ def facts_from_json_data(data: Mapping[str, Any]) -> Facts:
     version = data.get("format_version")
     if version != FACTS_FORMAT_VERSION:
         raise StoreError(
-            f"facts snapshot has format_version {version!r}, this fleet reads {FACTS_FORMAT_VERSION}",
+            f"facts snapshot has format_version {version!r},"
+            f" this fleet reads {FACTS_FORMAT_VERSION}",
             where="store", hint="upgrade fleet or re-gather facts")
     body = {k: v for k, v in data.items() if k != "format_version"}
     return from_jsonable(Facts, body)

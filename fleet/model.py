@@ -49,6 +49,8 @@ class Host:
     password: Secret | None = field(default=None, repr=False, compare=False)
     groups: tuple[str, ...] = ()
     connect_timeout_seconds: float = 10.0
+    # StrictHostKeyChecking=accept-new/no in the inventory: add unknown keys (changed ones: never)
+    accept_new_host_keys: bool = False
 
     def describe(self) -> str:
         if self.connection == "local":

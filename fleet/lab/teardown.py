@@ -1,0 +1,66 @@
+"""Remove exactly what a lab record says was started: sshd, processes, veths, namespaces, files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fleet.errors import LabError
+from fleet.lab import netns, sshd
+from fleet.lab.state import HostRecord, LabRecord, state_path
+
+
+def remove_lab(record: LabRecord, state_dir: Path) -> tuple[str, ...]:
+    """Stop, delete, remove; what was removed, one line each. Safe to call twice.
+
+    Every host is attempted even when another fails; state.json is kept (so `down` can be
+    retried) and one LabError names the failures when anything could not be removed.
+    """
+    removed: list[str] = []
+    problems: list[str] = []
+    for host in record.hosts:
+        try:
+            removed += _remove_host(host)
+        except (LabError, OSError) as exc:
+            problems.append(f"{host.name}: {exc}")
+    if problems:
+        raise LabError(f"lab {record.lab_id} not fully removed: {'; '.join(problems)}",
+                       where=str(state_dir), hint="fix the cause and run `fleet lab down` again")
+    try:
+        removed += _remove_files(record, state_dir)
+    except OSError as exc:
+        raise LabError(f"cannot remove lab files: {exc}", where=str(state_dir),
+                       hint="fix the cause and run `fleet lab down` again") from exc
+    return tuple(removed)
+
+
+def _remove_host(host: HostRecord) -> list[str]:
+    removed = []
+    pid = host.sshd_pid if host.sshd_pid is not None else sshd.read_pid_file(host.pid_file)
+    if pid is not None and sshd.is_lab_sshd(pid, host.config_path):
+        sshd.stop(pid)
+        removed.append(f"stopped sshd pid {pid} ({host.name})")
+    # sessions opened through that sshd (ssh, ansible) still live in the namespace
+    for other in netns.pids_in_namespace(host.namespace):
+        if other != os.getpid():
+            sshd.stop(other)
+            removed.append(f"stopped pid {other} in namespace {host.namespace}")
+    removed += netns.delete(host)
+    return removed
+
+
+def _remove_files(record: LabRecord, state_dir: Path) -> list[str]:
+    count = 0
+    for name in record.files:
+        path = Path(name)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            count += 1
+    state_path(state_dir).unlink(missing_ok=True)
+    removed = [f"removed {count + 1} files from {state_dir}"]
+    for name in record.dirs:
+        directory = Path(name)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+            removed.append(f"removed directory {directory}")
+    return removed

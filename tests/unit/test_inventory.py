@@ -1,0 +1,245 @@
+"""fleet.inventory on real Ansible inventories (tests/data/inventories), read by Ansible itself."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import InventoryError
+from fleet.inventory import Inventory, load_inventory
+from fleet.model import Secret
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "inventories"
+YAML_LAB = DATA / "yaml_lab" / "hosts.yml"
+INI_LAB = DATA / "ini_lab" / "hosts.ini"
+BAD = DATA / "bad"
+
+
+def names(inv: Inventory) -> list[str]:
+    return [h.name for h in inv.hosts]
+
+
+# ---- YAML with group_vars/ and host_vars/ ------------------------------------------------------
+
+
+def test_yaml_hosts_groups_and_order() -> None:
+    inv = load_inventory([YAML_LAB])
+    assert inv.sources == (YAML_LAB,)
+    assert names(inv) == ["localhost", "epyc1", "epyc2", "xeon1"]
+    assert dict(inv.groups) == {
+        "controller": ("localhost",),
+        "epyc": ("epyc1", "epyc2"),
+        "numa": ("epyc1", "epyc2", "xeon1"),
+        "xeon": ("xeon1",),
+    }
+    assert inv.host("epyc2").groups == ("epyc", "numa")
+
+
+def test_yaml_vars_from_inventory_group_vars_and_host_vars() -> None:
+    inv = load_inventory([YAML_LAB])
+    epyc1, epyc2 = inv.host("epyc1"), inv.host("epyc2")
+    assert (epyc1.address, epyc1.port, epyc1.connection) == ("192.0.2.11", 22, "ssh")
+    assert epyc1.user == "root"  # host_vars/epyc1.yml beats group_vars/all.yml
+    assert epyc2.user == "bench"
+    assert epyc2.port == 2202
+    assert isinstance(epyc2.port, int) and type(epyc2.port) is int
+    assert epyc1.password == Secret("s3cr3t-hunter2")
+    assert epyc2.password is None
+
+
+def test_relative_key_file_is_relative_to_the_inventory_dir() -> None:
+    epyc1 = load_inventory([YAML_LAB]).host("epyc1")
+    assert epyc1.key_files == (str(DATA / "yaml_lab" / "keys" / "bench_ed25519"),)
+
+
+def test_known_hosts_and_strict_checking_from_ssh_common_args() -> None:
+    inv = load_inventory([YAML_LAB])
+    epyc1, xeon1 = inv.host("epyc1"), inv.host("xeon1")
+    # "-o UserKnownHostsFile=~/lab/known_hosts -o StrictHostKeyChecking=yes" (group_vars)
+    assert epyc1.known_hosts_files == (os.path.expanduser("~/lab/known_hosts"),)
+    assert epyc1.accept_new_host_keys is False
+    # "-oUserKnownHostsFile='/etc/fleet/known_hosts lab_known_hosts' -oStrict...=accept-new"
+    assert xeon1.known_hosts_files == ("/etc/fleet/known_hosts",
+                                       str(DATA / "yaml_lab" / "lab_known_hosts"))
+    assert xeon1.accept_new_host_keys is True
+    assert xeon1.key_files == ("/etc/fleet/id_ed25519",)
+    assert xeon1.connect_timeout_seconds == 25.0
+
+
+def test_templated_ansible_host_is_rendered() -> None:
+    assert load_inventory([YAML_LAB]).host("xeon1").address == "xeon1.lab.example"
+
+
+def test_local_connection_and_default_address() -> None:
+    local = load_inventory([DATA / "local.yml"])
+    assert names(local) == ["localhost"]
+    host = local.hosts[0]
+    assert (host.connection, host.address, host.user) == ("local", "localhost", None)
+
+
+def test_inventory_directory_as_source() -> None:
+    inv = load_inventory([DATA / "yaml_lab"])
+    assert names(inv) == ["localhost", "epyc1", "epyc2", "xeon1"]
+    assert inv.host("epyc1").password == Secret("s3cr3t-hunter2")
+
+
+# ---- INI with children and group vars ---------------------------------------------------------
+
+
+def test_ini_children_groups_and_group_vars() -> None:
+    inv = load_inventory([INI_LAB])
+    assert names(inv) == ["epyc3", "xeon2"]
+    assert dict(inv.groups) == {"epyc": ("epyc3",), "intel": ("xeon2",),
+                                "numa": ("epyc3", "xeon2"), "xeon": ("xeon2",)}
+    epyc3, xeon2 = inv.host("epyc3"), inv.host("xeon2")
+    assert (epyc3.address, epyc3.port, epyc3.user) == ("192.0.2.13", 2203, "ops")
+    assert epyc3.connection == "ssh"  # ansible_connection=paramiko
+    assert xeon2.password == Secret("pa55-w0rd")  # ansible_ssh_pass
+    # -o UserKnownHostsFile /srv/fleet/known_hosts -o "StrictHostKeyChecking no"
+    assert xeon2.known_hosts_files == ("/srv/fleet/known_hosts",)
+    assert xeon2.accept_new_host_keys is True
+
+
+def test_multiple_sources_are_merged_like_ansible() -> None:
+    inv = load_inventory([YAML_LAB, INI_LAB])
+    assert inv.sources == (YAML_LAB, INI_LAB)
+    assert names(inv) == ["localhost", "epyc1", "epyc2", "epyc3", "xeon1", "xeon2"]
+    # group "xeon" is shared, so [intel:children] xeon now also holds the YAML's xeon1
+    assert inv.groups["intel"] == ("xeon1", "xeon2")
+    assert inv.groups["epyc"] == ("epyc1", "epyc2", "epyc3")
+
+
+# ---- --limit -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "expected"), [
+    ("epyc", ["epyc1", "epyc2"]),
+    ("epyc*", ["epyc1", "epyc2"]),
+    ("epyc1:xeon1", ["epyc1", "xeon1"]),
+    ("numa:!epyc2", ["epyc1", "xeon1"]),
+    ("numa:&xeon", ["xeon1"]),
+    ("all:!controller", ["epyc1", "epyc2", "xeon1"]),
+    ("~epyc[12]", ["epyc1", "epyc2"]),
+    ("localhost", ["localhost"]),
+])
+def test_limit_uses_ansible_patterns(limit: str, expected: list[str]) -> None:
+    inv = load_inventory([YAML_LAB], limit=limit)
+    assert names(inv) == expected
+    assert set(inv.groups) == {g for h in inv.hosts for g in h.groups}
+
+
+def test_limit_matching_nothing_lists_the_hosts() -> None:
+    with pytest.raises(InventoryError) as err:
+        load_inventory([YAML_LAB], limit="epyc9")
+    assert str(err.value).startswith(
+        "no host matches --limit 'epyc9' (hosts: localhost, epyc1, epyc2, xeon1)")
+
+
+def test_limit_with_one_unknown_part_is_an_error_not_ignored() -> None:
+    with pytest.raises(InventoryError, match=r"no host matches 'epcy' in --limit 'xeon1:epcy'"):
+        load_inventory([YAML_LAB], limit="xeon1:epcy")
+
+
+def test_limit_whose_intersection_is_empty() -> None:
+    with pytest.raises(InventoryError, match=r"no host matches --limit 'epyc:&xeon'"):
+        load_inventory([YAML_LAB], limit="epyc:&xeon")
+
+
+# ---- bad input: one line, says where ------------------------------------------------------------
+
+
+def one_line_error(sources: list[Path], limit: str | None = None) -> str:
+    with pytest.raises(InventoryError) as err:
+        load_inventory(sources, limit=limit)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_file() -> None:
+    missing = DATA / "nope.yml"
+    assert one_line_error([missing]) == f"{missing}: inventory file not found (check the -i path)"
+
+
+def test_malformed_yaml_names_file_line_and_column() -> None:
+    message = one_line_error([BAD / "malformed.yml"])
+    assert message == (f"{BAD / 'malformed.yml'}:6:6: invalid YAML: expected ',' or ']', "
+                       "but got ':' (fix the YAML syntax)")
+
+
+def test_malformed_group_vars_names_the_group_vars_file() -> None:
+    message = one_line_error([DATA / "bad_group_vars" / "hosts.yml"])
+    assert message.startswith(f"{DATA / 'bad_group_vars' / 'group_vars' / 'all.yml'}:")
+    assert "invalid YAML" in message
+
+
+def test_malformed_ini_carries_ansibles_message_and_the_file() -> None:
+    message = one_line_error([BAD / "undefined_child.ini"])
+    assert message.startswith(f"{BAD / 'undefined_child.ini'}: invalid INI inventory: ")
+    assert "Section [web:children] includes undefined group 'missing_group'" in message
+
+
+def test_one_unparsable_source_among_good_ones_is_an_error() -> None:
+    message = one_line_error([YAML_LAB, BAD / "undefined_child.ini"])
+    assert "undefined_child.ini" in message
+
+
+def test_empty_inventory() -> None:
+    message = one_line_error([BAD / "empty.yml"])
+    assert message.startswith(f"{BAD / 'empty.yml'}: the inventory has no hosts")
+
+
+def test_no_sources() -> None:
+    assert "no inventory given" in one_line_error([])
+
+
+def test_bad_port_names_the_host_and_hides_the_password() -> None:
+    message = one_line_error([BAD / "bad_port.yml"])
+    assert message.startswith(f"h1 ({BAD / 'bad_port.yml'}): ansible_port 'twenty-two' ")
+    assert "do-not-print-me" not in message
+
+
+def test_unsupported_connection() -> None:
+    message = one_line_error([BAD / "winrm.yml"])
+    assert "unsupported connection ansible_connection=winrm" in message
+    assert message.startswith("h1 ")
+    assert "do-not-print-me" not in message
+
+
+def test_ansible_warnings_are_kept_not_printed(capfd: pytest.CaptureFixture[str]) -> None:
+    inv = load_inventory([DATA / "warns" / "same_name.ini"])
+    assert names(inv) == ["db"]
+    assert inv.warnings == ("Found both group and host with same name: db",)
+    assert capfd.readouterr() == ("", "")
+    assert load_inventory([YAML_LAB]).warnings == ()
+
+
+# ---- secrets and speed --------------------------------------------------------------------------
+
+
+def test_password_never_in_repr_or_str() -> None:
+    inv = load_inventory([YAML_LAB, INI_LAB])
+    for text in (repr(inv), str(inv), repr(inv.hosts), str(inv.host("epyc1"))):
+        assert "s3cr3t-hunter2" not in text
+        assert "pa55-w0rd" not in text
+    assert inv.host("epyc1").password is not None
+    assert inv.host("epyc1").password.reveal() == "s3cr3t-hunter2"
+
+
+def test_loading_nothing_prints(capfd: pytest.CaptureFixture[str]) -> None:
+    load_inventory([YAML_LAB, INI_LAB], limit="numa")
+    with pytest.raises(InventoryError):
+        load_inventory([BAD / "undefined_child.ini"])
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+def test_loading_a_small_inventory_is_fast() -> None:
+    load_inventory([YAML_LAB])  # pays for importing ansible once
+    started = time.perf_counter()
+    for _ in range(5):
+        load_inventory([YAML_LAB, INI_LAB], limit="numa")
+    assert (time.perf_counter() - started) / 5 < 0.25
