@@ -1,7 +1,7 @@
 """fleet's command line: parse arguments, call the API, print, choose the exit code.
 
 Exit codes: 0 success; 1 some hosts failed (the others still reported); 2 bad input or a
-failure that stopped the command (one line on stderr); 130 interrupted.
+failure that stopped the command (one line on stderr); 70 a bug in fleet; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fleet.cli_args import build_parser
 from fleet.codec import to_jsonable
 from fleet.errors import FleetError
 
-EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -140,7 +140,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     else:
         console = _stdout()
         for item in removed:
-            console.print(f"removed {item}")
+            console.print(item)
         if not removed:
             console.print(f"no lab in {args.dir}")
     return EXIT_OK
@@ -148,15 +148,14 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
     from fleet.lab import lab_status
+    from fleet.render import lab_status_data, lab_status_view
 
     status = lab_status(args.dir)
-    data = to_jsonable(status)
     if args.json:
-        _print_json(data)
+        _print_json(lab_status_data(status))
     else:
-        _stdout().print_json(json.dumps(data))
-    healthy = getattr(status, "healthy", True)
-    return EXIT_OK if healthy else EXIT_PARTIAL
+        _stdout().print(lab_status_view(status))
+    return EXIT_OK if status.healthy or not status.exists else EXIT_PARTIAL
 
 
 # ---------------------------------------------------------------- store
@@ -201,3 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("fleet: interrupted\n")
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("FLEET_DEBUG"):
+            raise
+        sys.stderr.write(f"fleet: internal error: {type(exc).__name__}: {exc} (a bug in fleet:"
+                         " rerun with FLEET_DEBUG=1 for the traceback and report it)\n")
+        return EXIT_INTERNAL

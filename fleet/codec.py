@@ -6,6 +6,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from fleet.errors import StoreError
@@ -20,6 +21,8 @@ def to_jsonable(value: object) -> Any:
     """Dataclasses -> dicts, tuples -> lists; a Secret is never emitted."""
     if isinstance(value, Secret):
         return None
+    if isinstance(value, PurePath):
+        return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: to_jsonable(getattr(value, f.name))

@@ -27,7 +27,7 @@ def probe_host(transport: Transport, host: Host) -> Facts:
         detail = result.stderr.strip().splitlines()[-1:] or ["no stderr"]
         raise TransportError(f"fact probe exited {result.exit_code}: {detail[0]}",
                              where=host.name, hint="check that the host has a POSIX sh")
-    tree = parse_dump(result.stdout)
+    tree = parse_dump(result.stdout, source=host.name)
     facts = build_facts(host.name, tree, collected_at_unix_seconds=collected_at)
     return replace(facts, probe_seconds=result.duration_seconds)
 

@@ -8,6 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from fleet.codec import to_jsonable
+from fleet.lab.state import LabStatus
 from fleet.model import Facts, HostOutcome, HugePagePool, NumaNode
 
 MISSING = "?"
@@ -95,3 +97,32 @@ def outcomes_view(outcomes: Sequence[HostOutcome]) -> RenderableType:
         parts += [Text(f"warning: {w}", style="yellow") for w in warnings]
     parts += [Text(f"unreachable: {o.error}", style="bold red") for o in outcomes if o.error]
     return Group(*parts)
+
+
+def lab_status_view(status: LabStatus) -> RenderableType:
+    if not status.exists:
+        return Text(f"no lab in {status.state_dir} (create one with: fleet lab up N)")
+    table = Table(title=f"Lab {status.lab_id} in {status.state_dir}"
+                  + ("" if status.complete else " (partial: run `fleet lab up` or `down`)"),
+                  title_justify="left")
+    for col in ("host", "address", "namespace", "sshd pid", "netns", "sshd", "ssh port", "health"):
+        table.add_column(col)
+    for h in status.hosts:
+        table.add_row(h.name, f"{h.address}:{h.port}", h.namespace, _opt(h.sshd_pid),
+                      _yes(h.namespace_exists), _yes(h.sshd_alive), _yes(h.port_open),
+                      Text("healthy", style="green") if h.healthy else Text("BROKEN", style="red"))
+    return table
+
+
+def lab_status_data(status: LabStatus) -> dict[str, object]:
+    data: dict[str, object] = to_jsonable(status)
+    data["healthy"] = status.healthy
+    hosts = data["hosts"]
+    assert isinstance(hosts, list)
+    for entry, host in zip(hosts, status.hosts, strict=True):
+        entry["healthy"] = host.healthy
+    return data
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

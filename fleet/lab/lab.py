@@ -138,6 +138,7 @@ def _preflight() -> None:
         raise LabError(f"{sshd.SSHD} is missing", where="fleet lab",
                        hint="apt-get install openssh-server")
     netns.probe(f"fleet-probe-{os.getpid()}")
+    sshd.require_root_login_possible()
 
 
 @contextmanager

@@ -61,6 +61,29 @@ def render_config(host: HostRecord, authorized_keys: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def root_account_locked(shadow_text: str) -> bool:
+    """Pure: whether /etc/shadow marks root's password as locked ('!...').
+
+    With ``UsePAM no`` sshd refuses every login, key-based too, to a locked account.
+    """
+    for line in shadow_text.splitlines():
+        fields = line.split(":")
+        if fields[0] == "root" and len(fields) > 1:
+            return fields[1].startswith("!")
+    return False
+
+
+def require_root_login_possible(shadow: Path = Path("/etc/shadow")) -> None:
+    try:
+        text = shadow.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # unreadable: let sshd decide; its log is named in any readiness error
+    if root_account_locked(text):
+        raise LabError("root's password is locked ('!' in /etc/shadow), so sshd refuses root "
+                       "logins even by key", where="fleet lab",
+                       hint="unlock key logins with: usermod -p '*' root")
+
+
 def validate(host: HostRecord) -> None:
     run([str(SSHD), "-t", "-f", host.config_path], where=f"{host.name} ({host.config_path})",
         hint="fix the sshd config; `sshd -t -f FILE` shows the problem")

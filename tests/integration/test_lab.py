@@ -307,3 +307,12 @@ def test_default_state_dir_follows_xdg() -> None:
     assert default_state_dir({}) == Path.home() / ".local/state/fleet/lab"
     assert default_state_dir({"XDG_STATE_HOME": "relative"}) == \
         Path.home() / ".local/state/fleet/lab"
+
+
+def test_locked_root_account_is_detected() -> None:
+    from fleet.lab.sshd import root_account_locked
+
+    assert root_account_locked("daemon:*:1::\nroot:!:19000:0:99999:7:::\n")
+    assert root_account_locked("root:!$6$abc:19000::::::\n")
+    assert not root_account_locked("root:*:19000:0:99999:7:::\n")
+    assert not root_account_locked("root:$6$salt$hash:19000::::::\n")
