@@ -19,6 +19,7 @@ from rich.console import Console
 
 from fleet import __version__
 from fleet.cli_args import build_parser
+from fleet.cli_runs import cmd_run, cmd_runs, cmd_show
 from fleet.codec import to_jsonable
 from fleet.errors import FleetError
 
@@ -63,7 +64,10 @@ def _inventory_sources(args: argparse.Namespace) -> list[Path]:
 def _load_hosts(args: argparse.Namespace) -> Any:
     from fleet.inventory import load_inventory
 
-    return load_inventory(_inventory_sources(args), limit=args.limit)
+    inventory = load_inventory(_inventory_sources(args), limit=args.limit)
+    for warning in inventory.warnings:
+        sys.stderr.write(f"fleet: warning: {warning}\n")
+    return inventory
 
 
 # ---------------------------------------------------------------- facts
@@ -113,19 +117,80 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- plan
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import secrets
+
+    from fleet.plan_api import plan_suite, plan_summary
+    from fleet.render import plan_view
+
+    inventory = _load_hosts(args)
+    facts = _facts_for_plan(args, inventory)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    plan = plan_suite(args.suite, facts, inventory.hosts, seed=seed)
+    if args.json:
+        _print_json(plan_summary(plan))
+    else:
+        _stdout().print(plan_view(plan))
+    return EXIT_OK
+
+
+def _facts_for_plan(args: argparse.Namespace, inventory: Any) -> list[Any]:
+    """Stored facts (no host is touched), or fresh ones with --gather."""
+    from fleet.store import Store
+
+    names = {h.name for h in inventory.hosts}
+    if args.gather:
+        from fleet.gather import gather_facts
+
+        outcomes = gather_facts(inventory.hosts, accept_new_host_keys=args.accept_new_host_keys)
+        for o in outcomes:
+            if o.error:
+                sys.stderr.write(f"fleet: warning: unreachable: {o.error}\n")
+        facts = [o.facts for o in outcomes if o.facts is not None]
+        with Store.open(args.store) as store:
+            store.save_snapshots(inventory.hosts, facts)
+        return facts
+    if not args.store.exists():
+        return []
+    with Store.open(args.store) as store:
+        return [s.facts for s in store.latest_snapshots() if s.host in names]
+
+
 # ---------------------------------------------------------------- lab
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    from fleet.lab import lab_up
+    from fleet.lab import lab_up, vm_lab_up
 
-    state = lab_up(args.count, args.dir)
+    if args.numa is None and args.count is None:
+        raise FleetError("say how many hosts (fleet lab up 3) or which NUMA guests "
+                         "(fleet lab up --numa 2n,4n)", where="fleet lab up",
+                         hint="see fleet lab up --help")
+    if args.numa is not None:
+        from fleet.lab.rootfs import ensure_rootfs
+
+        def progress(message: str) -> None:
+            sys.stderr.write(f"fleet: {message}\n")
+
+        specs = [s.strip() for s in args.numa.split(",") if s.strip()]
+        if args.count is not None and args.count != len(specs):
+            raise FleetError(f"{args.count} hosts asked for but {len(specs)} --numa spec(s) given",
+                             where="fleet lab up", hint="give one spec per guest, no count")
+        image = ensure_rootfs(progress=progress)
+        state = vm_lab_up(specs, args.dir, image=image, memory_mib=args.memory_mib,
+                          cpus=args.cpus, accel=args.accel, progress=progress,
+                          ready_timeout_seconds=args.ready_timeout)
+    else:
+        state = lab_up(args.count, args.dir)
     if args.json:
         _print_json(to_jsonable(state))
     else:
         console = _stdout()
         for h in state.hosts:
-            console.print(f"{h.name}  {h.address}:{h.port}  netns {h.namespace}"
-                          f"  sshd pid {h.sshd_pid}")
+            where = (f"netns {h.namespace}  sshd pid {h.sshd_pid}" if h.kind == "netns"
+                     else f"{h.spec}  qemu pid {h.qemu_pid}  console {h.console_log_path}")
+            console.print(f"{h.name}  {h.address}:{h.port}  {where}")
         console.print(f"inventory: {state.inventory_path}")
         console.print(f"try: fleet facts -i {state.inventory_path}")
     return EXIT_OK
@@ -182,8 +247,9 @@ def cmd_store_info(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_Parser, handlers={
-        "facts": cmd_facts, "hosts": cmd_hosts, "lab up": cmd_lab_up,
+        "facts": cmd_facts, "hosts": cmd_hosts, "plan": cmd_plan, "lab up": cmd_lab_up,
         "lab down": cmd_lab_down, "lab status": cmd_lab_status, "store info": cmd_store_info,
+        "run": cmd_run, "runs": cmd_runs, "show": cmd_show,
     }, version=__version__, default_store=default_store_path)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

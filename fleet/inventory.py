@@ -358,9 +358,21 @@ def _first_line(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _captured_output() -> Iterator[io.StringIO]:
-    """Ansible's Display writes warnings to sys.stdout/sys.stderr; only fleet/cli.py prints."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        yield buffer
+def _captured_output() -> Iterator[_Captured]:
+    """Ansible's Display writes warnings to sys.stdout/sys.stderr; only fleet/cli.py prints.
+
+    A real text stream over bytes (not StringIO): Ansible's Display patches the streams'
+    ``buffer`` and calls ``reconfigure`` and would warn about a StringIO.
+    """
+    stream = _Captured(io.BytesIO(), encoding="utf-8", errors="replace")
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        yield stream
+
+
+class _Captured(io.TextIOWrapper):
+    def getvalue(self) -> str:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue().decode("utf-8", errors="replace")
 

@@ -198,3 +198,128 @@ def comparable_fields(facts: Facts) -> Mapping[str, object]:
         "kernel_cmdline": facts.kernel_cmdline,
         "thp_enabled": facts.thp_enabled,
     }
+
+
+# ---- suites, cases and plans (fleet.suite, fleet.matrix, fleet.schedule) ----------------------
+
+ParamValue = str | int | float | bool
+Spread = Literal["every", "any"]
+Assignment = tuple[tuple[str, ParamValue], ...]  # sorted (name, value) pairs
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a host must offer to run a case. Unknown facts (None) never satisfy a minimum.
+
+    ``groups``: the host must be in every listed inventory group; ``host_patterns``: its
+    name must match at least one fnmatch pattern (empty: any name).
+    """
+
+    min_numa_nodes: int | None = None
+    min_cpus: int | None = None
+    min_memory_bytes: int | None = None
+    kvm: bool = False
+    iommu: bool = False
+    hugepages_1g: bool = False  # the kernel offers 1 GiB pages (a 1048576kB pool exists)
+    groups: tuple[str, ...] = ()
+    host_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of a suite's matrix: a workload with every parameter fixed.
+
+    ``case_id`` hashes the workload name, kind, identity, params, knobs and variant (never
+    the repetition), so the same case keeps its id across runs, suites and key orders.
+    ``knobs`` are runtime settings the executor applies before the case; ``variant`` holds
+    settings that need provisioning (kernel, cmdline, module params): the plan groups by it.
+    """
+
+    case_id: str
+    workload: str  # the suite's workload entry name
+    kind: str  # the workload family: command, sleep, ...
+    params: Assignment
+    knobs: Assignment
+    variant: Assignment
+    requirements: Requirements
+    repetitions: int
+    timeout_seconds: float
+    estimate_seconds: float | None  # the workload's own estimate; None: use the timeout
+    spread: Spread
+    source: str = field(default="", compare=False)  # file:line of the suite entry
+
+    @property
+    def planned_seconds(self) -> float:
+        return self.timeout_seconds if self.estimate_seconds is None else self.estimate_seconds
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One value a workload reported. ``value`` None: the metric is missing (never 0)."""
+
+    metric: str
+    value: float | None
+    unit: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One run of one case on one host: repetition is 1-based."""
+
+    case_id: str
+    repetition: int
+    host: str
+    estimate_seconds: float
+
+
+@dataclass(frozen=True)
+class VariantGroup:
+    """Consecutive entries of a host's queue that share a variant (provisioned once)."""
+
+    variant: Assignment
+    entries: tuple[PlanEntry, ...]
+
+
+@dataclass(frozen=True)
+class HostQueue:
+    host: str
+    groups: tuple[VariantGroup, ...]
+    estimate_seconds: float
+
+    @property
+    def entries(self) -> tuple[PlanEntry, ...]:
+        return tuple(e for g in self.groups for e in g.entries)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A case no host can run, and why (names the requirement and the host counts)."""
+
+    case_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Cases x hosts: an ordered queue per host, the skipped cases, estimated durations."""
+
+    suite: str
+    seed: int
+    cases: tuple[Case, ...]
+    queues: tuple[HostQueue, ...]
+    skipped: tuple[Skip, ...]
+    hosts_without_facts: tuple[str, ...] = ()
+
+    @property
+    def entry_count(self) -> int:
+        return sum(len(g.entries) for q in self.queues for g in q.groups)
+
+    @property
+    def estimate_seconds(self) -> float:
+        """Makespan: hosts run in parallel, each queue in sequence."""
+        return max((q.estimate_seconds for q in self.queues), default=0.0)
+
+    @property
+    def work_seconds(self) -> float:
+        return sum(q.estimate_seconds for q in self.queues)

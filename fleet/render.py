@@ -10,7 +10,7 @@ from rich.text import Text
 
 from fleet.codec import to_jsonable
 from fleet.lab.state import LabStatus
-from fleet.model import Facts, HostOutcome, HugePagePool, NumaNode
+from fleet.model import Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
 
 MISSING = "?"
 
@@ -102,15 +102,25 @@ def outcomes_view(outcomes: Sequence[HostOutcome]) -> RenderableType:
 def lab_status_view(status: LabStatus) -> RenderableType:
     if not status.exists:
         return Text(f"no lab in {status.state_dir} (create one with: fleet lab up N)")
-    table = Table(title=f"Lab {status.lab_id} in {status.state_dir}"
+    table = Table(title=f"Lab {status.lab_id} ({status.kind}) in {status.state_dir}"
                   + ("" if status.complete else " (partial: run `fleet lab up` or `down`)"),
                   title_justify="left")
-    for col in ("host", "address", "namespace", "sshd pid", "netns", "sshd", "ssh port", "health"):
-        table.add_column(col)
+    vm = status.kind == "vm"
+    columns = (("host", "address", "spec", "qemu pid", "qemu", "ssh", "health", "console log")
+               if vm else
+               ("host", "address", "namespace", "sshd pid", "netns", "sshd", "ssh port", "health"))
+    for col in columns:
+        table.add_column(col, overflow="fold")
     for h in status.hosts:
-        table.add_row(h.name, f"{h.address}:{h.port}", h.namespace, _opt(h.sshd_pid),
-                      _yes(h.namespace_exists), _yes(h.sshd_alive), _yes(h.port_open),
-                      Text("healthy", style="green") if h.healthy else Text("BROKEN", style="red"))
+        health = Text("healthy", style="green") if h.healthy else Text("BROKEN", style="red")
+        if vm:
+            table.add_row(h.name, f"{h.address}:{h.port}", _opt(h.spec), _opt(h.qemu_pid),
+                          _yes(bool(h.qemu_alive)), _yes(h.port_open), health,
+                          _opt(h.console_log_path))
+        else:
+            table.add_row(h.name, f"{h.address}:{h.port}", _opt(h.namespace), _opt(h.sshd_pid),
+                          _yes(h.namespace_exists), _yes(h.sshd_alive), _yes(h.port_open),
+                          health)
     return table
 
 
@@ -126,3 +136,44 @@ def lab_status_data(status: LabStatus) -> dict[str, object]:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _params_text(case: Case) -> str:
+    parts = [f"{k}={v}" for k, v in (*case.params, *case.knobs, *case.variant)]
+    return " ".join(parts) or "-"
+
+
+def plan_view(plan: Plan) -> RenderableType:
+    cases = {c.case_id: c for c in plan.cases}
+    skipped = {s.case_id for s in plan.skipped}
+    table = Table(title=f"Plan for suite {plan.suite} (seed {plan.seed})", title_justify="left")
+    for col in ("case", "workload", "parameters", "reps", "hosts"):
+        table.add_column(col, overflow="fold")
+    hosts_of: dict[str, set[str]] = {}
+    for q in plan.queues:
+        for e in q.entries:
+            hosts_of.setdefault(e.case_id, set()).add(q.host)
+    for case in plan.cases:
+        where = ("skipped" if case.case_id in skipped
+                 else ",".join(sorted(hosts_of.get(case.case_id, ()))))
+        table.add_row(case.case_id, case.workload, _params_text(case), str(case.repetitions),
+                      where)
+    parts: list[RenderableType] = [table]
+    per_host = Table(title="Per host", title_justify="left")
+    for col in ("host", "runs", "variant groups", "estimate"):
+        per_host.add_column(col)
+    for q in plan.queues:
+        per_host.add_row(q.host, str(len(q.entries)), str(len(q.groups)),
+                         f"{q.estimate_seconds:.0f} s")
+    parts.append(per_host)
+    for s in plan.skipped:
+        parts.append(Text(f"skipped {s.case_id} ({cases[s.case_id].workload}): {s.reason}",
+                          style="yellow"))
+    for name in plan.hosts_without_facts:
+        parts.append(Text(f"not planned: {name} has no stored facts (run: fleet facts)",
+                          style="yellow"))
+    planned = len(plan.cases) - len(plan.skipped)
+    parts.append(Text(f"{planned} of {len(plan.cases)} case(s) planned, {plan.entry_count} run(s) "
+                      f"on {len(plan.queues)} host(s); estimated makespan "
+                      f"{plan.estimate_seconds:.0f} s, total work {plan.work_seconds:.0f} s"))
+    return Group(*parts)

@@ -40,6 +40,69 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX facts_snapshots_host_time ON facts_snapshots(host, collected_at_unix_seconds);
     """,
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        suite TEXT NOT NULL,
+        suite_path TEXT NOT NULL,
+        suite_sha256 TEXT NOT NULL,
+        suite_text TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        inventory_json TEXT NOT NULL,
+        limit_pattern TEXT,
+        fleet_version TEXT NOT NULL,
+        created_at_unix_seconds REAL NOT NULL,
+        finished_at_unix_seconds REAL,
+        status TEXT NOT NULL,
+        plan_json TEXT NOT NULL
+    );
+    CREATE TABLE run_cases (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        case_id TEXT NOT NULL,
+        workload TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, case_id)
+    );
+    CREATE TABLE run_jobs (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        job_key TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (run_id, job_key)
+    );
+    CREATE TABLE run_skips (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        case_id TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE attempts (
+        attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        job_key TEXT NOT NULL,
+        host TEXT NOT NULL,
+        attempt_no INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at_unix_seconds REAL NOT NULL,
+        ended_at_unix_seconds REAL NOT NULL,
+        exit_code INTEGER,
+        signal INTEGER,
+        stdout TEXT NOT NULL,
+        stderr TEXT NOT NULL,
+        stdout_truncated INTEGER NOT NULL,
+        stderr_truncated INTEGER NOT NULL,
+        fingerprint TEXT,
+        knobs_json TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX attempts_run ON attempts(run_id, job_key);
+    CREATE TABLE results (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
+        metric TEXT NOT NULL,
+        value REAL,
+        unit TEXT NOT NULL,
+        labels_json TEXT NOT NULL
+    );
+    CREATE INDEX results_attempt ON results(attempt_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -102,6 +165,17 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the store's record modules (fleet.store_runs); others use Store's methods."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception."""
+        with self._transaction() as conn:
+            yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

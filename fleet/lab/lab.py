@@ -36,10 +36,12 @@ from fleet.lab.state import (
     LabStatus,
     atomic_write,
     read_record,
+    recorded_kind,
     state_path,
     write_record,
 )
 from fleet.lab.teardown import remove_lab
+from fleet.lab.vm import vm_lab_down, vm_lab_status
 
 ConfigHook = Callable[[str, str], str]  # (host name, sshd_config text) -> sshd_config text
 
@@ -63,6 +65,9 @@ def lab_up(count: int, state_dir: Path, *, lab_id: str | None = None,
     state_dir = _check_arguments(count, lab_id, state_dir)
     _require_root()
     with _lock():
+        if recorded_kind(state_dir) == "vm":
+            raise LabError("this state directory already holds a vm lab", where=str(state_dir),
+                           hint="run `fleet lab down` first, or use another --dir")
         existing = read_record(state_dir)
         if existing is not None:
             healthy = _reuse_or_clear(existing, count, lab_id, state_dir)
@@ -80,8 +85,10 @@ def lab_up(count: int, state_dir: Path, *, lab_id: str | None = None,
 
 
 def lab_down(state_dir: Path) -> tuple[str, ...]:
-    """Stop and delete what the lab in ``state_dir`` started; () when there is none."""
+    """Stop and delete what the lab (netns or vm) in ``state_dir`` started; () when none."""
     state_dir = Path(state_dir).resolve()
+    if recorded_kind(state_dir) == "vm":
+        return vm_lab_down(state_dir)
     record = read_record(state_dir)
     if record is None:
         return ()
@@ -91,14 +98,17 @@ def lab_down(state_dir: Path) -> tuple[str, ...]:
 
 
 def lab_status(state_dir: Path) -> LabStatus:
-    """Per host: namespace exists, recorded sshd alive, SSH banner on its port."""
+    """Per host: namespace exists, recorded sshd alive, SSH banner on its port (a vm lab:
+    QEMU alive, SSH banner, console log; see vm_lab_status)."""
     state_dir = Path(state_dir).resolve()
+    if recorded_kind(state_dir) == "vm":
+        return vm_lab_status(state_dir)
     record = read_record(state_dir)
     if record is None:
         return LabStatus(state_dir=state_dir, lab_id=None, complete=False)
     hosts = tuple(_host_status(h) for h in record.hosts)
     return LabStatus(state_dir=state_dir, lab_id=record.lab_id, complete=record.complete,
-                     hosts=hosts)
+                     hosts=hosts, kind="netns")
 
 
 def _host_status(host: HostRecord) -> HostStatus:

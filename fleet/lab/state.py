@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from fleet.errors import LabError
 
@@ -24,13 +25,24 @@ AUTHORIZED_KEYS_FILE = "authorized_keys"
 HOSTS_DIR = "hosts"
 
 
+LabKind = Literal["netns", "vm"]
+
+
 @dataclass(frozen=True)
 class LabHost:
+    """One lab host. A netns host has a namespace and an sshd PID on this machine; a vm host
+    (a QEMU guest, its sshd inside) has neither, but a QEMU PID, a NUMA spec and a console log.
+    """
+
     name: str
-    namespace: str
+    namespace: str | None
     address: str
     port: int
-    sshd_pid: int
+    sshd_pid: int | None
+    kind: LabKind = "netns"
+    qemu_pid: int | None = None
+    spec: str | None = None
+    console_log_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -45,17 +57,28 @@ class LabState:
 
 @dataclass(frozen=True)
 class HostStatus:
+    """A netns host: namespace, sshd, port. A vm host (kind "vm"): qemu_alive and port_open
+    (its sshd runs in the guest, so sshd_alive is the banner check and there is no namespace).
+    """
+
     name: str
-    namespace: str
+    namespace: str | None
     address: str
     port: int
     sshd_pid: int | None
     namespace_exists: bool
     sshd_alive: bool
     port_open: bool  # TCP connect from the root namespace AND an "SSH-2.0-" banner
+    kind: LabKind = "netns"
+    qemu_pid: int | None = None
+    qemu_alive: bool | None = None  # None: not a vm host
+    spec: str | None = None
+    console_log_path: Path | None = None
 
     @property
     def healthy(self) -> bool:
+        if self.kind == "vm":
+            return bool(self.qemu_alive) and self.port_open
         return self.namespace_exists and self.sshd_alive and self.port_open
 
 
@@ -65,6 +88,7 @@ class LabStatus:
     lab_id: str | None  # None: no lab recorded in state_dir
     complete: bool  # lab_up finished (False: a partial lab, `up` or `down` will clean it)
     hosts: tuple[HostStatus, ...] = ()
+    kind: LabKind | None = None  # None: no lab recorded
 
     @property
     def exists(self) -> bool:
@@ -135,6 +159,25 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
 def write_record(state_dir: Path, record: LabRecord) -> None:
     text = json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"
     atomic_write(state_path(state_dir), text, mode=0o600)
+
+
+def recorded_kind(state_dir: Path) -> LabKind | None:
+    """Which kind of lab state_dir holds: None (none), "netns" or "vm" (its state.json "kind")."""
+    path = state_path(state_dir)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot read lab state: {exc}", where=str(path),
+                       hint="remove what the lab started by hand, then the file") from exc
+    kind = raw.get("kind", "netns") if isinstance(raw, dict) else None
+    if kind == "netns":
+        return "netns"
+    if kind == "vm":
+        return "vm"
+    raise LabError(f"unknown lab kind {kind!r}", where=str(path),
+                   hint="this state.json was not written by this fleet version")
 
 
 def read_record(state_dir: Path) -> LabRecord | None:

@@ -47,3 +47,39 @@ class Transport(Protocol):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
+
+
+@runtime_checkable
+class Stream(Protocol):
+    """A long-lived command: stdout read line by line, stdin writable, stderr kept.
+
+    ``readline`` returns the next line with its newline, the last partial line at EOF, then
+    ''; it raises TransportError when no full line came within ``timeout_seconds``.
+    ``exit_code`` is None while the command runs, -1 if a signal ended it.
+    """
+
+    host_name: str
+    argv: tuple[str, ...]
+
+    def readline(self, timeout_seconds: float | None = None) -> str: ...
+
+    def write(self, text: str) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+    @property
+    def exit_code(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamTransport(Protocol):
+    """A transport that can also start long-lived commands (SshTransport, LocalTransport)."""
+
+    host_name: str
+
+    def open_stream(self, argv: Sequence[str]) -> Stream: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from fleet.transport.base import Result
 # What a POSIX shell (and so an SSH host) reports when it cannot find or execute a command.
 _NOT_FOUND_EXIT = 127
 _NOT_EXECUTABLE_EXIT = 126
+_CHUNK_BYTES = 65536
 
 
 class LocalTransport:
@@ -74,6 +76,29 @@ class LocalTransport:
                                  hint="check the path") from None
         return data.decode("utf-8", errors="replace")
 
+    def open_stream(self, argv: Sequence[str]) -> LocalStream:
+        """Start a long-lived command (its own session) whose stdout is read line by line.
+
+        Like a shell on an SSH host, a missing program is a stream that ended with exit 127.
+        """
+        argv = tuple(argv)
+        if not argv:
+            raise TransportError("cannot run an empty command", where=self.host_name,
+                                 hint="pass at least the program name")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            return LocalStream(self.host_name, argv, None,
+                               (_NOT_FOUND_EXIT, f"{argv[0]}: command not found\n"))
+        except PermissionError:
+            return LocalStream(self.host_name, argv, None,
+                               (_NOT_EXECUTABLE_EXIT, f"{argv[0]}: Permission denied\n"))
+        except OSError as e:
+            raise TransportError(f"cannot start {shlex.join(argv)}: {e.strerror}",
+                                 where=self.host_name, hint="check the command") from None
+        return LocalStream(self.host_name, argv, proc, None)
+
     def close(self) -> None:
         """Nothing to release: each command is its own process."""
 
@@ -90,3 +115,104 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
+
+
+class LocalStream:
+    """A subprocess read line by line (stdout), with writable stdin; stderr is kept (as SshStream).
+
+    ``proc`` None with ``failed`` (exit code, stderr): the program could not be started.
+    """
+
+    def __init__(self, host_name: str, argv: tuple[str, ...],
+                 proc: subprocess.Popen[bytes] | None, failed: tuple[int, str] | None) -> None:
+        self.host_name = host_name
+        self.argv = argv
+        self._proc = proc
+        self._failed = failed
+        self._out = bytearray()
+        self._err = bytearray(failed[1].encode() if failed else b"")
+        self._open: dict[int, bytearray] = {}
+        if proc is not None:
+            assert proc.stdout is not None and proc.stderr is not None
+            self._open = {proc.stdout.fileno(): self._out, proc.stderr.fileno(): self._err}
+
+    def _drain(self, timeout_seconds: float) -> bool:
+        """Read what the pipes have (waiting up to the timeout); False if nothing was ready."""
+        if not self._open:
+            return False
+        ready, _, _ = select.select(list(self._open), [], [], max(0.0, timeout_seconds))
+        for fd in ready:
+            chunk = os.read(fd, _CHUNK_BYTES)
+            if chunk:
+                self._open[fd] += chunk
+            else:
+                del self._open[fd]
+        return bool(ready)
+
+    def _out_eof(self) -> bool:
+        return self._proc is None or self._proc.stdout is None or \
+            self._proc.stdout.closed or self._proc.stdout.fileno() not in self._open
+
+    def readline(self, timeout_seconds: float | None = None) -> str:
+        """The next line with its newline; '' at end of output. Raises on timeout."""
+        deadline = time.monotonic() + (timeout_seconds if timeout_seconds is not None else 1e9)
+        while True:
+            cut = self._out.find(b"\n") + 1
+            eof = self._out_eof()
+            if cut or eof:
+                line = bytes(self._out[:cut] if cut else self._out)
+                del self._out[:len(line)]
+                return line.decode("utf-8", errors="replace")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(f"no output line within {timeout_seconds:g}s from "
+                                     f"{shlex.join(self.argv)}", where=self.host_name,
+                                     hint="check that the command is running")
+            self._drain(remaining)
+
+    def write(self, text: str) -> None:
+        stdin = self._proc.stdin if self._proc is not None else None
+        try:
+            if stdin is None or stdin.closed:
+                raise BrokenPipeError("stdin is closed")
+            view = memoryview(text.encode("utf-8"))
+            while view:
+                view = view[os.write(stdin.fileno(), view):]
+        except OSError as e:
+            raise TransportError(f"cannot write to {shlex.join(self.argv)}: {e}",
+                                 where=self.host_name, hint="the command has ended") from None
+
+    def close_stdin(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            self._proc.stdin.close()
+
+    @property
+    def stderr(self) -> str:
+        while self._drain(0):
+            pass
+        return self._err.decode("utf-8", errors="replace")
+
+    @property
+    def exit_code(self) -> int | None:
+        """The command's exit status once it has ended, else None (-1: ended by a signal)."""
+        if self._proc is None:
+            return self._failed[0] if self._failed else None
+        code = self._proc.poll()
+        return None if code is None else (code if code >= 0 else -1)
+
+    def close(self) -> None:
+        """Close the pipes: the command sees EOF on stdin (nothing is killed, as with SSH)."""
+        if self._proc is None:
+            return
+        self._open.clear()
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self._proc.poll()
+
+    def __enter__(self) -> LocalStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

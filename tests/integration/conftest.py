@@ -12,6 +12,7 @@ import pytest
 
 from fleet.errors import LabError
 from fleet.lab import LabState, lab_down, lab_up
+from fleet.lab.rootfs import RootfsImage, default_cache_dir, ensure_rootfs
 
 LAB_HOSTS = 3
 
@@ -32,3 +33,44 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
         yield state
     finally:
         lab_down(state_dir)
+
+
+# --- emulated NUMA lab: QEMU guests (fleet.lab.vm) -------------------------------------------
+
+NUMA_SPECS = ("2n", "4n")
+
+
+@pytest.fixture(scope="session")
+def numa_lab(tmp_path_factory: pytest.TempPathFactory,
+             rootfs_image: RootfsImage) -> Iterator[LabState]:
+    """A 2-node and a 4-node QEMU guest (vm1-2n, vm2-4n), booted in parallel once per session
+    from the cached lab image; always torn down. Fails (never skips) when they cannot boot.
+    """
+    from fleet.lab import vm_lab_up
+
+    state_dir = tmp_path_factory.mktemp("numa")
+    try:
+        state = vm_lab_up(NUMA_SPECS, state_dir, image=rootfs_image)
+    except LabError as exc:  # vm_lab_up already removed what it started
+        failure: str | None = f"NUMA lab could not be booted: {exc}"
+    else:
+        failure = None
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield state
+    finally:
+        lab_down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def rootfs_image() -> RootfsImage:
+    """The lab's guest image from the developer's cache (built once, ~1-2 min, when missing).
+
+    FAILS (never skips) when it cannot be built, with the LabError line.
+    """
+    try:
+        return ensure_rootfs(default_cache_dir())
+    except LabError as exc:
+        failure = f"guest image could not be built: {exc}"
+    pytest.fail(failure, pytrace=False)

@@ -18,8 +18,10 @@ ADAPTERS = {
     "prometheus_client": "export/prometheus.py",
     "grafana_client": "export/grafana.py",
 }
-PURE = ["model.py", "codec.py", "errors.py", "facts/parsers.py", "facts/numactl.py",
-        "facts/tree.py", "facts/build.py", "facts/probe.py"]
+PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "facts/numactl.py",
+        "facts/tree.py", "facts/build.py", "facts/probe.py", "matrix.py", "schedule.py",
+        "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
+        "agent/protocol.py", "guests/qemu.py", "guests/topologies.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
 
@@ -59,7 +61,7 @@ def test_pure_modules_import_no_io_library(module: str) -> None:
 def test_only_cli_prints() -> None:
     offenders = []
     for path in MODULES:
-        if rel(path) in {"cli.py"}:
+        if rel(path).startswith("cli"):  # cli.py and its cli_*.py parts
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \

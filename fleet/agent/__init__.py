@@ -1,0 +1,23 @@
+"""The fleet agent: one long-lived process per host, spoken to over one channel.
+
+``runner.py`` is the HOST side (stdlib only, python3 >= 3.8, shipped as source text);
+``session.py`` is the controller side (AgentSession); ``protocol.py`` is the pure message layer.
+"""
+
+from fleet.agent.protocol import (
+    PROTOCOL_VERSION,
+    FileContent,
+    Hello,
+    RunOutcome,
+    WriteOutcome,
+)
+from fleet.agent.session import AgentSession
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AgentSession",
+    "FileContent",
+    "Hello",
+    "RunOutcome",
+    "WriteOutcome",
+]

@@ -1,0 +1,356 @@
+"""The agent protocol, controller side: message dataclasses, encode/decode. Pure: no I/O.
+
+Transport: newline-delimited JSON over the agent's stdin (requests) and stdout (replies), one
+object per line, each with a "type". Both sides emit ASCII JSON (``ensure_ascii``), so every
+line is valid UTF-8 whatever a child printed: the agent decodes child output as UTF-8 with
+errors="replace" (invalid bytes become U+FFFD; no base64). Every request carries an integer
+"id" chosen by the controller; its reply carries the same id. fleet/agent/runner.py is the
+host side; PROTOCOL_VERSION must be equal in both (the controller refuses any other).
+
+    agent -> hello      {protocol_version, agent, python_version, pid, hostname,
+                         monotonic_seconds, wall_seconds}          first line, unasked
+    agent -> fatal      {message}                                  bootstrap refused to start
+    ping                {id}                        -> pong        {id, monotonic_seconds,
+                                                                    wall_seconds}
+    run                 {id, argv, env|null, cwd|null, timeout_seconds, kill_grace_seconds,
+                         stdout_cap_bytes, stderr_cap_bytes}
+                                                    -> run_result  {id, RunOutcome fields}
+    read                {id, paths, max_bytes}      -> read_result {id, files: [FileContent]}
+    write               {id, path, value}           -> write_result {id, WriteOutcome fields}
+    shutdown            {id}                        -> bye         {id} (a running child is
+                                                                    killed first, and its
+                                                                    run_result sent first)
+    any bad request                                 -> error       {id|null, message}
+
+One run at a time per agent (a second one is refused with "busy"); ping, read and write are
+answered while a run is in progress. What the agent guarantees on the host: argv goes to exec
+as a list (no shell); the child leads its own session (setsid) with stdin from /dev/null; a
+timeout sends SIGTERM to its whole process group, then SIGKILL after kill_grace_seconds; when
+the child exits, whatever it left in its group is SIGKILLed before it is reaped; when stdin
+reaches EOF (controller gone, connection dropped) or the agent gets SIGTERM/SIGHUP, the running
+group is killed and the agent exits. A process that left the group (its own setsid) escapes
+all of this: there are no cgroups here. Unknown reply fields are ignored (additive changes keep
+the version); a missing or mistyped field is a ProtocolError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+PROTOCOL_VERSION = 1
+AGENT_NAME = "fleet-agent"
+
+T = TypeVar("T")
+
+
+class ProtocolError(ValueError):
+    """A line from the agent is not a valid message of this protocol version."""
+
+
+# ---- requests (controller -> agent) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    argv: tuple[str, ...]
+    timeout_seconds: float
+    kill_grace_seconds: float
+    stdout_cap_bytes: int
+    stderr_cap_bytes: int
+    env: Mapping[str, str] | None = None  # added to the agent's environment
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    paths: tuple[str, ...]
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    path: str
+    value: str
+
+
+@dataclass(frozen=True)
+class PingRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class ShutdownRequest:
+    pass
+
+
+Request = RunRequest | ReadRequest | WriteRequest | PingRequest | ShutdownRequest
+
+_REQUEST_TYPES: dict[type, str] = {RunRequest: "run", ReadRequest: "read", WriteRequest: "write",
+                                   PingRequest: "ping", ShutdownRequest: "shutdown"}
+
+
+# ---- replies (agent -> controller) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    protocol_version: int
+    agent: str
+    python_version: str
+    pid: int
+    hostname: str
+    monotonic_seconds: float  # the host's clocks when it said hello
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class Fatal:
+    message: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one child did, measured on the host (host clocks; durations by its monotonic clock).
+
+    ``exit_code`` is None when a signal ended the child (``signal`` says which) or when it could
+    not be started (``spawn_error`` says why). ``duration_seconds`` spans fork to observed exit.
+    A truncated stream keeps its first and last halves of the cap around a marker line;
+    ``*_total_bytes`` counts everything the child wrote. ``child_max_rss_bytes`` comes from
+    wait4(2) for the child and the descendants it reaped; Linux counts the agent's own RSS at
+    fork time into it, so values below the agent's RSS mean "at most that".
+    """
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    cancelled: bool  # killed because the agent was shut down mid-run
+    spawn_error: str | None
+    started_monotonic_seconds: float
+    ended_monotonic_seconds: float
+    started_wall_seconds: float
+    ended_wall_seconds: float
+    duration_seconds: float
+    stdout: str
+    stdout_truncated: bool
+    stdout_total_bytes: int
+    stderr: str
+    stderr_truncated: bool
+    stderr_total_bytes: int
+    child_max_rss_bytes: int | None
+    child_user_cpu_seconds: float | None
+    child_system_cpu_seconds: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.cancelled
+
+
+@dataclass(frozen=True)
+class FileContent:
+    path: str
+    text: str | None  # None: not readable, see errno/error
+    truncated: bool
+    errno: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    path: str
+    errno: int | None
+    error: str | None  # None: written
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Pong:
+    request_id: int
+    monotonic_seconds: float
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class RunReply:
+    request_id: int
+    outcome: RunOutcome
+
+
+@dataclass(frozen=True)
+class ReadReply:
+    request_id: int
+    files: tuple[FileContent, ...]
+
+
+@dataclass(frozen=True)
+class WriteReply:
+    request_id: int
+    outcome: WriteOutcome
+
+
+@dataclass(frozen=True)
+class Bye:
+    request_id: int
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    request_id: int | None  # None: the agent could not even read the request's id
+    message: str
+
+
+Reply = Pong | RunReply | ReadReply | WriteReply | Bye | ErrorReply
+
+
+# ---- encoding -----------------------------------------------------------------------------
+
+
+def encode_request(request_id: int, request: Request) -> str:
+    """One line (with its newline) of ASCII JSON."""
+    body: dict[str, Any] = {"type": _REQUEST_TYPES[type(request)], "id": request_id}
+    for name in _field_names(typing.cast(type, type(request))):
+        value = getattr(request, name)
+        body[name] = dict(value) if isinstance(value, Mapping) else (
+            list(value) if isinstance(value, tuple) else value)
+    return _encoder().encode(body) + "\n"
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _encoder() -> json.JSONEncoder:
+    return json.JSONEncoder(separators=(",", ":"))
+
+
+def decode_hello(line: str) -> Hello | Fatal:
+    message = _object(line)
+    kind = message.get("type")
+    if kind == "fatal":
+        return _build(Fatal, message)
+    if kind != "hello":
+        raise ProtocolError(f"expected a hello, got {_excerpt(line)}")
+    return _build(Hello, message)
+
+
+def decode_reply(line: str) -> Reply:
+    message = _object(line)
+    kind = message.get("type")
+    if kind == "error":
+        rid = message.get("id")
+        if rid is not None and not _is_int(rid):
+            raise ProtocolError(f"error reply with a bad id: {_excerpt(line)}")
+        return ErrorReply(rid, _checked(message.get("message"), str, "error.message"))
+    rid = _int(message.get("id"), f"{kind}.id")
+    if kind == "pong":
+        return Pong(rid, _float(message.get("monotonic_seconds"), "pong.monotonic_seconds"),
+                    _float(message.get("wall_seconds"), "pong.wall_seconds"))
+    if kind == "run_result":
+        return RunReply(rid, _build(RunOutcome, message))
+    if kind == "read_result":
+        return ReadReply(rid, _converter(tuple[FileContent, ...])(message.get("files"),
+                                                        "read_result.files"))
+    if kind == "write_result":
+        return WriteReply(rid, _build(WriteOutcome, message))
+    if kind == "bye":
+        return Bye(rid)
+    raise ProtocolError(f"unknown reply type in {_excerpt(line)}")
+
+
+def _object(line: str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise ProtocolError(f"not a JSON line: {_excerpt(line)}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"not a JSON object: {_excerpt(line)}")
+    return message
+
+
+def _excerpt(line: str, limit: int = 120) -> str:
+    text = line.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+Convert = Callable[[Any, str], Any]  # (JSON value, "Class.field" for errors) -> checked value
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, str, Convert], ...]:
+    """Per dataclass, once: each field's name, its error label and its converter."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, f"{cls.__name__}.{f.name}", _converter(hints[f.name]))
+                 for f in dataclasses.fields(cls))
+
+
+def _build(cls: type[T], message: Mapping[str, Any]) -> T:
+    kwargs = {}
+    for name, where, convert in _fields(typing.cast(type, cls)):
+        if name not in message:
+            raise ProtocolError(f"{where} is missing")
+        kwargs[name] = convert(message[name], where)
+    return cls(**kwargs)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _wrong(value: Any, where: str, expected: str) -> ProtocolError:
+    return ProtocolError(f"{where} is {value!r:.80}, expected {expected}")
+
+
+@functools.cache
+def _converter(hint: Any) -> Convert:
+    """A checker for a flat type hint: scalars, X | None, tuple[X, ...], a nested dataclass."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        (inner,) = [a for a in args if a is not type(None)]
+        convert = _converter(inner)
+        return lambda v, where: None if v is None else convert(v, where)
+    if origin is tuple:
+        item = _converter(args[0])
+        return lambda v, where: tuple(item(x, where) for x in _checked(v, list, where))
+    if dataclasses.is_dataclass(hint):
+        return lambda v, where: _build(typing.cast(type, hint), _checked(v, dict, where))
+    if hint is float:
+        return _float
+    if hint is int:
+        return _int
+    if hint in (str, bool):
+        return lambda v, where: v if isinstance(v, hint) else _checked(v, hint, where)
+    raise TypeError(f"no converter for {hint!r}")
+
+
+def _checked(value: Any, kind: type, where: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    raise _wrong(value, where, kind.__name__)
+
+
+def _int(value: Any, where: str) -> int:
+    if _is_int(value):
+        return int(value)
+    raise _wrong(value, where, "int")
+
+
+def _float(value: Any, where: str) -> float:
+    if isinstance(value, float) or _is_int(value):
+        return float(value)
+    raise _wrong(value, where, "float")
+

@@ -1,0 +1,321 @@
+"""AgentSession: the controller's end of one host's agent (one stream, one process, one host).
+
+``start`` opens ONE stream running a constant bootstrap (``AGENT_ARGV``; nothing in it comes
+from user values), sends the agent's source text (fleet/agent/runner.py) through the stream's
+stdin, and checks the agent's hello and protocol version. Every later request is one JSON line
+on the same stream, so a case costs a round trip on an open channel, not a new SSH exec.
+
+Threads may share a session: requests are written under a lock and replies are matched by id.
+Whoever waits reads for everyone (one reader at a time; replies for others are handed over),
+so no background thread exists. Runs are serialised (the agent runs one child at a time);
+``ping``/``read``/``write`` from another thread are answered while a run is in progress.
+A dead agent, a broken line or a stuck reply makes the session unusable: every call then
+raises TransportError naming the host, with the tail of the agent's stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from fleet.agent.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    ErrorReply,
+    Fatal,
+    FileContent,
+    Hello,
+    PingRequest,
+    Pong,
+    ProtocolError,
+    ReadReply,
+    ReadRequest,
+    Reply,
+    Request,
+    RunOutcome,
+    RunReply,
+    RunRequest,
+    ShutdownRequest,
+    WriteOutcome,
+    WriteReply,
+    WriteRequest,
+    decode_hello,
+    decode_reply,
+    encode_request,
+)
+from fleet.errors import TransportError
+from fleet.transport.base import Stream, StreamTransport
+
+R = TypeVar("R", bound=Reply)
+
+# Reads the agent's source (a decimal byte count, a newline, the bytes) from stdin, refuses a
+# python older than 3.8 with one "fatal" line, then runs the agent. Valid Python 2 and 3.
+BOOTSTRAP = """\
+import os, sys
+def take(n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            raise SystemExit("fleet-agent: stdin closed before the agent source arrived")
+        data += chunk
+    return data
+if sys.version_info < (3, 8):
+    os.write(1, ('{"type": "fatal", "message": "python3 on the host is %d.%d.%d; '
+                 'fleet-agent needs 3.8 or newer"}\\n' % tuple(sys.version_info[:3])).encode())
+    raise SystemExit(3)
+header = b""
+while not header.endswith(b"\\n"):
+    header += take(1)
+scope = {"__name__": "fleet_agent"}
+exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
+scope["main"]()
+"""
+AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
+RUNNER_PATH = Path(__file__).with_name("runner.py")
+
+DEFAULT_KILL_GRACE_SECONDS = 2.0
+DEFAULT_CAP_BYTES = 1 << 20  # per stream: 512 KiB head + 512 KiB tail
+DEFAULT_READ_MAX_BYTES = 1 << 20
+STUCK_MARGIN_SECONDS = 5.0  # beyond timeout + grace + the agent's drain time, the agent is stuck
+_EXIT_WAIT_SECONDS = 2.0
+_STDERR_TAIL_CHARS = 400
+_PYTHON_MISSING_EXIT = 127
+
+
+class AgentSession:
+    """One long-lived fleet-agent on one host, started over one stream of ``transport``."""
+
+    def __init__(self, transport: StreamTransport, *, host_name: str,
+                 request_timeout_seconds: float = 30.0,
+                 start_timeout_seconds: float = 30.0) -> None:
+        self.host_name = host_name
+        self.hello: Hello | None = None
+        self._transport = transport
+        self._request_timeout = request_timeout_seconds
+        self._start_timeout = start_timeout_seconds
+        self._stream: Stream | None = None
+        self._ids = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, Reply] = {}
+        self._reading = False
+        self._dead: TransportError | None = None
+
+    def __repr__(self) -> str:
+        return f"AgentSession({self.host_name})"
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Hello:
+        """Ship and start the agent; raises TransportError (python3 missing, wrong version)."""
+        if self.hello is not None:
+            return self.hello
+        if self._dead is not None:
+            raise TransportError(self._dead.what, where=self.host_name, hint=self._dead.hint)
+        source = RUNNER_PATH.read_bytes()
+        stream = self._transport.open_stream(AGENT_ARGV)
+        self._stream = stream
+        with contextlib.suppress(TransportError):  # it ended at once: the readline says why
+            stream.write(f"{len(source)}\n{source.decode('utf-8')}")
+        try:
+            line = stream.readline(timeout_seconds=self._start_timeout)
+        except TransportError:
+            raise self._die(f"the agent did not say hello within {self._start_timeout:g}s",
+                            "check python3 on the host") from None
+        if not line:
+            raise self._start_failure(stream)
+        self.hello = self._check_hello(line)
+        return self.hello
+
+    def _check_hello(self, line: str) -> Hello:
+        try:
+            hello = decode_hello(line)
+        except ProtocolError as e:
+            raise self._die(f"the agent did not start: {e}", "check python3 on the host") from None
+        if isinstance(hello, Fatal):
+            raise self._die(hello.message, "install python3 >= 3.8 on the host")
+        if hello.protocol_version != PROTOCOL_VERSION:
+            raise self._die(f"the agent speaks protocol {hello.protocol_version}, this fleet "
+                            f"speaks {PROTOCOL_VERSION}", "use the same fleet version everywhere")
+        return hello
+
+    def _start_failure(self, stream: Stream) -> TransportError:
+        code = _exit_code(stream)
+        tail = _tail(stream.stderr)
+        if code == _PYTHON_MISSING_EXIT or ("python3: " in tail and "not found" in tail):
+            return self._die(f"python3 not found ({tail or f'exit {code}'})",
+                             "install python3 (3.8 or newer) on the host", with_stderr=False)
+        return self._die(f"the agent exited at start (exit {code}): {tail or 'no stderr'}",
+                         "check python3 on the host", with_stderr=False)
+
+    def close(self) -> None:
+        """Shut the agent down (a running child is killed) and wait for it; idempotent."""
+        stream = self._stream
+        if stream is None:
+            return
+        if self._dead is None and self.hello is not None:
+            try:
+                self._call(ShutdownRequest(), Bye, DEFAULT_KILL_GRACE_SECONDS + 10)
+                stream.close_stdin()
+                _exit_code(stream)
+            except TransportError:
+                pass  # already dead: the stream is closed below either way
+        self._dead = self._dead or TransportError("the agent session is closed",
+                                                  where=self.host_name, hint="start a new one")
+        self._stream = None
+        stream.close()
+
+    def __enter__(self) -> AgentSession:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, timeout_seconds: float,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
+            stdout_cap_bytes: int = DEFAULT_CAP_BYTES,
+            stderr_cap_bytes: int = DEFAULT_CAP_BYTES) -> RunOutcome:
+        """Run argv (no shell) in its own session on the host; one run at a time per agent.
+
+        The child's failure (exit code, signal, timeout, cannot start) is in the RunOutcome;
+        TransportError means the agent or the connection failed.
+        """
+        argv = tuple(argv)
+        if not argv:
+            raise TransportError("cannot run an empty command", where=self.host_name,
+                                 hint="pass at least the program name")
+        request = RunRequest(argv, float(timeout_seconds), float(kill_grace_seconds),
+                             stdout_cap_bytes, stderr_cap_bytes,
+                             dict(env) if env is not None else None, cwd)
+        limit = timeout_seconds + kill_grace_seconds + 1.0 + STUCK_MARGIN_SECONDS
+        with self._run_lock:
+            return self._call(request, RunReply, limit).outcome
+
+    def read(self, paths: Sequence[str], *,
+             max_bytes: int = DEFAULT_READ_MAX_BYTES) -> tuple[FileContent, ...]:
+        """Each file's text (UTF-8, errors replaced) or its error, in the order asked."""
+        if not paths:
+            return ()
+        request = ReadRequest(tuple(paths), max_bytes)
+        return self._call(request, ReadReply, self._request_timeout).files
+
+    def write(self, path: str, value: str) -> WriteOutcome:
+        """Write ``value`` (exactly; add a newline yourself) to an existing file, e.g. a knob."""
+        request = WriteRequest(path, value)
+        return self._call(request, WriteReply, self._request_timeout).outcome
+
+    def ping(self) -> float:
+        """Seconds for one round trip on the open channel."""
+        started = time.perf_counter()
+        self._call(PingRequest(), Pong, self._request_timeout)
+        return time.perf_counter() - started
+
+    # ---- the conversation -------------------------------------------------------------------
+
+    def _call(self, request: Request, expected: type[R], timeout_seconds: float) -> R:
+        stream = self._live_stream()
+        request_id = next(self._ids)
+        with self._write_lock:
+            try:
+                stream.write(encode_request(request_id, request))
+            except TransportError:
+                raise self._ended(stream) from None
+        reply = self._await(request_id, time.monotonic() + timeout_seconds, timeout_seconds)
+        if isinstance(reply, ErrorReply):
+            raise TransportError(f"the agent refused a request: {reply.message}",
+                                 where=self.host_name, hint="this is a bug in fleet; report it")
+        if not isinstance(reply, expected):
+            raise self._die(f"expected {expected.__name__} for request {request_id}, got "
+                            f"{type(reply).__name__}", "this is a bug in fleet; report it")
+        return reply
+
+    def _live_stream(self) -> Stream:
+        if self._dead is not None:
+            raise TransportError(self._dead.what, where=self.host_name, hint=self._dead.hint)
+        if self._stream is None or self.hello is None:
+            raise TransportError("the agent is not started", where=self.host_name,
+                                 hint="call start() or use the session as a context manager")
+        return self._stream
+
+    def _await(self, request_id: int, deadline: float, timeout_seconds: float) -> Reply:
+        """Wait for our reply; read the stream ourselves while nobody else does."""
+        while True:
+            with self._cond:
+                while True:
+                    if request_id in self._replies:
+                        return self._replies.pop(request_id)
+                    self._live_stream()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise self._die(f"no reply from the agent within {timeout_seconds:g}s",
+                                        "the agent or the host is stuck; check it and rerun")
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    self._cond.wait(remaining)
+            try:
+                self._read_one(remaining)
+            finally:
+                with self._cond:
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read_one(self, timeout_seconds: float) -> None:
+        stream = self._live_stream()
+        try:
+            line = stream.readline(timeout_seconds=timeout_seconds)
+        except TransportError:
+            return  # no line yet; the caller's loop checks its deadline
+        if not line:
+            raise self._ended(stream)
+        try:
+            reply = decode_reply(line)
+        except ProtocolError as e:
+            raise self._die(f"broken reply from the agent: {e}", "check the host") from None
+        if reply.request_id is None:
+            raise self._die(f"the agent could not read a request: {reply}",
+                            "this is a bug in fleet; report it")
+        with self._cond:
+            self._replies[reply.request_id] = reply
+
+    def _ended(self, stream: Stream) -> TransportError:
+        return self._die(f"the agent ended (exit {_exit_code(stream)})", "check the host and rerun")
+
+    def _die(self, what: str, hint: str, *, with_stderr: bool = True) -> TransportError:
+        """Mark the session dead (closing its stream) and return the error to raise."""
+        stream = self._stream
+        tail = _tail(stream.stderr) if stream is not None and with_stderr else ""
+        if tail:
+            what = f"{what}; agent stderr: {tail}"
+        with self._cond:
+            if self._dead is None:
+                self._dead = TransportError(what, where=self.host_name, hint=hint)
+            self._cond.notify_all()
+        if stream is not None:
+            stream.close()
+        return TransportError(what, where=self.host_name, hint=hint)
+
+def _exit_code(stream: Stream) -> int | None:
+    """The stream's exit code, polled for a moment after its output ended (None: still none)."""
+    deadline = time.monotonic() + _EXIT_WAIT_SECONDS
+    while stream.exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return stream.exit_code
+
+
+def _tail(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _STDERR_TAIL_CHARS else "..." + text[-_STDERR_TAIL_CHARS:]

@@ -1,0 +1,309 @@
+"""`fleet run`, `fleet runs`, `fleet show`: arguments, progress, summaries, exit codes.
+
+Progress goes to stderr (a rich display on a terminal, else one plain line per event);
+`--json` writes one JSON event per line on stdout (`run`) or one document (`runs`, `show`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub
+from fleet.errors import ConfigError
+from fleet.execute_events import (
+    ATTEMPT_STATUSES,
+    AttemptFinished,
+    AttemptStarted,
+    HostQuarantined,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    attempt_json,
+    event_json,
+    summary_json,
+)
+
+EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 130
+RUN_EXAMPLE = """examples:
+  fleet run benchmarks/quickstart.yml -i inventories/local.yml
+  fleet run suite.yml -i inventories/lab.yml --limit 'lab[0:2]' --seed 42 --json
+  fleet run --resume r20261125-083000-3f2a          # after Ctrl-C, a crash, or failures
+
+Exit codes: 0 every job completed; 1 some failed (see `fleet show RUN_ID`); 2 bad input
+(nothing recorded); 130 interrupted (resume it with --resume).
+"""
+RUNS_EXAMPLE = "examples:\n  fleet runs\n  fleet runs --json --store /tmp/fleet.sqlite\n"
+SHOW_EXAMPLE = "examples:\n  fleet show r20261125-083000-3f2a\n  fleet show RUN_ID --json\n"
+
+
+def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
+                      default_store: Callable[[], Path]) -> None:
+    run = _sub(sub, "run", "run a suite on the inventory's hosts, or resume a run", RUN_EXAMPLE)
+    run.add_argument("suite", type=Path, nargs="?", metavar="SUITE", help="suite file (YAML)")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="run the jobs of RUN_ID that have no completed attempt (no re-plan)")
+    _add_inventory(run)
+    _add_store(run, default_store)
+    run.add_argument("--seed", type=int, default=None,
+                     help="seed for the per-host order (default: random, recorded)")
+    run.add_argument("--accept-new-host-keys", action="store_true",
+                     help="add unknown SSH host keys to known_hosts (changed keys are refused)")
+    _add_json(run)
+    run.set_defaults(handler=handlers["run"])
+    runs = _sub(sub, "runs", "list the runs in the store", RUNS_EXAMPLE)
+    _add_store(runs, default_store)
+    _add_json(runs)
+    runs.set_defaults(handler=handlers["runs"])
+    show = _sub(sub, "show", "one run's cases, attempts, results and reasons (store only)",
+                SHOW_EXAMPLE)
+    show.add_argument("run_id", metavar="RUN_ID")
+    _add_store(show, default_store)
+    _add_json(show)
+    show.set_defaults(handler=handlers["show"])
+
+
+# ---- fleet run ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fleet.cli import _inventory_sources
+    from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
+
+    view = _RunView(as_json=args.json)
+    if args.resume:
+        if args.suite is not None or args.seed is not None:
+            raise ConfigError("--resume takes no SUITE and no --seed", where="fleet run",
+                              hint="a resumed run keeps its recorded suite, plan and seed")
+        request = ResumeRequest(args.resume, args.store,
+                                tuple(map(Path, args.inventory)) if args.inventory else None,
+                                args.limit, args.accept_new_host_keys)
+        report = resume_run(request, on_event=view.event, on_warning=_warn)
+    else:
+        if args.suite is None:
+            raise ConfigError("no suite given", where="fleet run",
+                              hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
+        report = start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
+                                      args.seed, args.store, args.accept_new_host_keys),
+                           on_event=view.event, on_warning=_warn)
+    view.close()
+    if not args.json:
+        _stdout().print(summary_view(report.summary))
+    if report.interrupted:
+        sys.stderr.write(f"fleet: interrupted; resume with: fleet run --resume {report.run_id}"
+                         f" --store {report.store_path}\n")
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"fleet: warning: {text}\n")
+
+
+def _stdout() -> Console:
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+class _RunView:
+    """Events -> JSON lines on stdout (--json) and progress on stderr."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self._json = as_json
+        self._progress: _LiveProgress | None = _LiveProgress() if sys.stderr.isatty() else None
+
+    def event(self, event: RunEvent) -> None:
+        if self._json:
+            data = event_json(event)
+            if data is not None:
+                sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+                sys.stdout.flush()
+        if self._progress is not None:
+            self._progress.event(event)
+        else:
+            line = plain_line(event)
+            if line is not None:
+                sys.stderr.write(f"fleet: {line}\n")
+                sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def plain_line(event: RunEvent) -> str | None:
+    """One log line per event (None: not worth a line)."""
+    if isinstance(event, RunStarted):
+        verb = "resuming" if event.resumed else "run"
+        return (f"{verb} {event.run_id} of {event.suite}: {event.jobs_pending} of "
+                f"{event.jobs_total} jobs on {len(event.host_jobs)} host(s), seed {event.seed}")
+    if isinstance(event, AttemptFinished):
+        a = event.attempt
+        text = (f"{a.host} {a.job.text} #{a.attempt_no}: {a.status} "
+                f"in {a.duration_seconds:.2f}s")
+        return f"{text}: {a.error}" if a.error else text
+    if isinstance(event, HostQuarantined):
+        return (f"{event.host} quarantined: {event.reason}; {len(event.moved)} job(s) moved, "
+                f"{len(event.failed)} failed")
+    if isinstance(event, RunFinished):
+        s = event.summary
+        return (f"run {s.run_id} {s.status}: {s.jobs_completed}/{s.jobs_total} jobs completed,"
+                f" {s.jobs_failed} failed, {len(s.skipped)} case(s) skipped")
+    return None
+
+
+class _LiveProgress:
+    """A rich progress display on stderr: the run overall and one line per host."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                                  console=Console(stderr=True), transient=False)
+        self._overall: TaskID | None = None
+        self._hosts: dict[str, TaskID] = {}
+        self._progress.start()
+
+    def event(self, event: RunEvent) -> None:
+        p = self._progress
+        if isinstance(event, RunStarted):
+            self._overall = p.add_task(f"{event.run_id}", total=event.jobs_pending, note="")
+            for host, jobs in event.host_jobs:
+                self._hosts[host] = p.add_task(f"  {host}", total=jobs, note="")
+        elif isinstance(event, AttemptStarted) and event.host in self._hosts:
+            p.update(self._hosts[event.host], note=f"{event.job.text} #{event.attempt_no}")
+        elif isinstance(event, AttemptFinished):
+            self._finished(event)
+        elif isinstance(event, HostQuarantined) and event.host in self._hosts:
+            p.update(self._hosts[event.host], note=f"[red]quarantined: {event.reason}")
+            p.console.print(f"[red]{plain_line(event)}")
+
+    def _finished(self, event: AttemptFinished) -> None:
+        a = event.attempt
+        task = self._hosts.get(a.host)
+        if task is not None:
+            total = self._progress.tasks[task].total or 0
+            done = self._progress.tasks[task].completed + 1
+            self._progress.update(task, completed=done, total=max(total, done), note="")
+        if self._overall is not None and a.status != "interrupted":
+            self._progress.advance(self._overall)
+        if a.status != "completed":
+            self._progress.console.print(f"[yellow]{plain_line(event)}")
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def summary_view(summary: RunSummary) -> Group:
+    """Per host: attempts by status; then jobs, failures and skips with their reasons."""
+    head = (f"run {summary.run_id} ({summary.suite}): {summary.status}, "
+            f"{summary.jobs_completed}/{summary.jobs_total} jobs completed, "
+            f"{summary.jobs_failed} failed, {len(summary.skipped)} case(s) skipped")
+    table = Table(title_justify="left")
+    table.add_column("host")
+    for status in ATTEMPT_STATUSES:
+        table.add_column(status, justify="right")
+    for tally in summary.hosts:
+        table.add_row(tally.host, *(str(tally.attempts.get(s, 0)) for s in ATTEMPT_STATUSES))
+    return Group(Text(head), table, Text(_caption(summary)))
+
+
+def _caption(summary: RunSummary) -> str:
+    lines = [f"failed {f.job} on {f.host} ({f.status}): {f.reason}" for f in summary.failures]
+    lines += [f"skipped case {c}: {r}" for c, r in summary.skipped]
+    if summary.jobs_not_run:
+        lines.append(f"{summary.jobs_not_run} job(s) not run yet: fleet run --resume "
+                     f"{summary.run_id}")
+    return "\n".join(lines)
+
+
+# ---- fleet runs / fleet show --------------------------------------------------------------
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from fleet.run_api import run_listing
+
+    listing = run_listing(args.store)
+    if args.json:
+        rows = [{"run_id": r.info.run_id, "suite": r.info.suite, "status": r.info.status,
+                 "created_at_unix_seconds": r.info.created_at_unix_seconds,
+                 "finished_at_unix_seconds": r.info.finished_at_unix_seconds,
+                 "seed": r.info.seed, "jobs_done": r.jobs_done, "jobs_total": r.jobs_total}
+                for r in listing]
+        sys.stdout.write(json.dumps({"runs": rows}, indent=2, sort_keys=True) + "\n")
+        return EXIT_OK
+    table = Table(title=f"Runs in {args.store}", title_justify="left")
+    for col in ("run", "suite", "status", "created", "jobs done/total"):
+        table.add_column(col)
+    for r in listing:
+        table.add_row(r.info.run_id, r.info.suite, r.info.status,
+                      _local_time(r.info.created_at_unix_seconds),
+                      f"{r.jobs_done}/{r.jobs_total}")
+    _stdout().print(table)
+    return EXIT_OK
+
+
+def _local_time(unix_seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_seconds))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from fleet.run_api import run_detail
+
+    detail, summary = run_detail(args.store, args.run_id)
+    if args.json:
+        data = {"run": {**summary_json(summary), "seed": detail.info.seed,
+                        "suite_path": detail.info.suite_path,
+                        "suite_sha256": detail.info.suite_sha256,
+                        "created_at_unix_seconds": detail.info.created_at_unix_seconds,
+                        "finished_at_unix_seconds": detail.info.finished_at_unix_seconds},
+                "cases": [{"case_id": c, "workload": w, "params": json.loads(p)}
+                          for c, w, p in detail.cases],
+                "jobs": [j.text for j in detail.jobs],
+                "attempts": [attempt_json(a.attempt) for a in detail.attempts]}
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return EXIT_OK
+    console = _stdout()
+    info = detail.info
+    console.print(f"run {info.run_id}: suite {info.suite} ({info.suite_path}, sha256 "
+                  f"{info.suite_sha256[:12]}), seed {info.seed}, created "
+                  f"{_local_time(info.created_at_unix_seconds)}, status {info.status}")
+    console.print(_cases_view(detail.cases))
+    console.print(_attempts_view(detail))
+    console.print(summary_view(summary))
+    return EXIT_OK
+
+
+def _cases_view(cases: Any) -> Table:
+    table = Table(title="cases", title_justify="left")
+    for col in ("case", "workload", "params"):
+        table.add_column(col)
+    for case_id, workload, params in cases:
+        table.add_row(case_id, workload, params)
+    return table
+
+
+def _attempts_view(detail: Any) -> Table:
+    table = Table(title="attempts", title_justify="left")
+    for col in ("job", "host", "#", "status", "seconds", "exit", "results / reason"):
+        table.add_column(col)
+    for stored in detail.attempts:
+        a = stored.attempt
+        results = ", ".join(f"{m.metric}={'missing' if m.value is None else f'{m.value:g}'}"
+                            f" {m.unit}" for m in a.measurements)
+        knobs = ", ".join(f"{k.name} {k.before}->{k.requested}"
+                          f"{'' if k.restored else ' (NOT restored)'}" for k in a.knobs)
+        note = "; ".join(x for x in (a.error or "", results, knobs) if x)
+        table.add_row(a.job.text, a.host, str(a.attempt_no), a.status,
+                      f"{a.duration_seconds:.2f}", "-" if a.exit_code is None else
+                      str(a.exit_code), note)
+    return table

@@ -1,0 +1,179 @@
+"""What a run reports while it goes (events) and when it ends (a summary from the store alone).
+
+Pure: events are frozen records; ``event_json`` turns the four public ones into JSON-able
+dicts (one line each under `fleet run --json`); ``summarize`` reads only a RunDetail.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.runs import Attempt, JobKey, RunDetail, RunStatus
+
+ATTEMPT_STATUSES = ("completed", "failed", "timeout", "error", "interrupted")
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    suite: str
+    seed: int
+    host_jobs: tuple[tuple[str, int], ...]  # (host, jobs queued for it at the start)
+    jobs_total: int
+    jobs_pending: int
+    resumed: bool
+    store_path: str
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    """A host began a job (progress only; not in the JSON stream)."""
+
+    run_id: str
+    job: JobKey
+    host: str
+    attempt_no: int
+
+
+@dataclass(frozen=True)
+class AttemptFinished:
+    """An attempt ended and is in the store. ``workload_seconds``: the child's own wall time
+    as the agent measured it (None when no child ran)."""
+
+    attempt: Attempt
+    workload_seconds: float | None
+
+
+@dataclass(frozen=True)
+class HostQuarantined:
+    run_id: str
+    host: str
+    reason: str
+    moved: tuple[tuple[str, str], ...]  # (job, new host)
+    failed: tuple[str, ...]  # jobs failed because no host is left for them
+
+
+@dataclass(frozen=True)
+class HostTally:
+    host: str
+    attempts: Mapping[str, int]  # status -> count
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    job: str
+    host: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    suite: str
+    status: RunStatus
+    jobs_total: int
+    jobs_completed: int
+    jobs_failed: int  # tried, never completed (interruptions aside)
+    jobs_not_run: int  # never tried, or only interrupted
+    hosts: tuple[HostTally, ...]
+    skipped: tuple[tuple[str, str], ...]  # (case_id, reason)
+    failures: tuple[JobFailure, ...]  # last attempt of each job that never completed
+
+    @property
+    def all_completed(self) -> bool:
+        return self.jobs_completed == self.jobs_total
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    summary: RunSummary
+    interrupted: bool
+
+
+RunEvent = RunStarted | AttemptStarted | AttemptFinished | HostQuarantined | RunFinished
+
+
+def final_status(completed: int, total: int, *, interrupted: bool) -> RunStatus:
+    if interrupted:
+        return "interrupted"
+    if completed == total:
+        return "completed"
+    return "failed" if completed == 0 else "incomplete"
+
+
+def summarize(detail: RunDetail) -> RunSummary:
+    """Per-host attempt counts, job totals, skip and failure reasons: the store's view."""
+    done = detail.completed_jobs()
+    last: dict[JobKey, Attempt] = {}
+    tallies: dict[str, Counter[str]] = {}
+    for stored in detail.attempts:
+        a = stored.attempt
+        last[a.job] = a
+        tallies.setdefault(a.host, Counter())[a.status] += 1
+    failures = tuple(JobFailure(j.text, last[j].host, last[j].status, last[j].error or "")
+                     for j in detail.jobs
+                     if j not in done and j in last and last[j].status != "interrupted")
+    jobs_done = sum(1 for j in detail.jobs if j in done)
+    return RunSummary(
+        run_id=detail.info.run_id, suite=detail.info.suite, status=detail.info.status,
+        jobs_total=len(detail.jobs), jobs_completed=jobs_done, jobs_failed=len(failures),
+        jobs_not_run=len(detail.jobs) - jobs_done - len(failures),
+        hosts=tuple(HostTally(h, {s: c[s] for s in ATTEMPT_STATUSES if c[s]})
+                    for h, c in sorted(tallies.items())),
+        skipped=detail.skipped, failures=failures)
+
+
+# ---- JSON ----------------------------------------------------------------------------------
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "run_id": attempt.run_id, "job": attempt.job.text, "case_id": attempt.job.case_id,
+        "repetition": attempt.job.repetition, "host": attempt.host,
+        "attempt_no": attempt.attempt_no, "status": attempt.status,
+        "started_at_unix_seconds": attempt.started_at_unix_seconds,
+        "ended_at_unix_seconds": attempt.ended_at_unix_seconds,
+        "duration_seconds": attempt.duration_seconds, "exit_code": attempt.exit_code,
+        "signal": attempt.signal, "error": attempt.error, "fingerprint": attempt.fingerprint,
+        "knobs": [{"name": k.name, "before": k.before, "requested": k.requested,
+                   "after": k.after, "restored": k.restored} for k in attempt.knobs],
+        "measurements": [{"metric": m.metric, "value": m.value, "unit": m.unit,
+                          "labels": dict(m.labels)} for m in attempt.measurements],
+    }
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "run_id": summary.run_id, "suite": summary.suite, "status": summary.status,
+        "jobs": {"total": summary.jobs_total, "completed": summary.jobs_completed,
+                 "failed": summary.jobs_failed, "not_run": summary.jobs_not_run},
+        "hosts": [{"host": t.host, "attempts": dict(t.attempts)} for t in summary.hosts],
+        "skipped": [{"case_id": c, "reason": r} for c, r in summary.skipped],
+        "failures": [{"job": f.job, "host": f.host, "status": f.status, "reason": f.reason}
+                     for f in summary.failures],
+    }
+
+
+def event_json(event: RunEvent) -> dict[str, Any] | None:
+    """One JSON line of `fleet run --json`; None for progress-only events."""
+    if isinstance(event, RunStarted):
+        return {"event": "run_started", "run_id": event.run_id, "suite": event.suite,
+                "seed": event.seed, "hosts": dict(event.host_jobs), "jobs_total": event.jobs_total,
+                "jobs_pending": event.jobs_pending, "resumed": event.resumed,
+                "store": event.store_path}
+    if isinstance(event, AttemptFinished):
+        return {"event": "attempt_finished", **attempt_json(event.attempt),
+                "workload_seconds": event.workload_seconds}
+    if isinstance(event, HostQuarantined):
+        return {"event": "host_quarantined", "run_id": event.run_id, "host": event.host,
+                "reason": event.reason,
+                "moved": [{"job": j, "to": h} for j, h in event.moved],
+                "failed": list(event.failed)}
+    if isinstance(event, RunFinished):
+        return {"event": "run_finished", "interrupted": event.interrupted,
+                **summary_json(event.summary)}
+    return None

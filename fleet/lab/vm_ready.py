@@ -1,0 +1,94 @@
+"""When is a guest ready: its forwarded port gives an SSH banner, then the lab key logs in and
+the guest's boot has finished (udev queue empty: modules such as kvm_amd loaded; systemd done).
+
+A QEMU that dies is noticed at every poll; every error names the guest's console log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fleet.errors import LabError, TransportError
+from fleet.lab import sshd, vm_process
+from fleet.lab.vm_state import GuestRecord
+from fleet.model import Host
+from fleet.transport import connect
+
+LOOPBACK = "127.0.0.1"
+POLL_SECONDS = 0.25
+BANNER_TIMEOUT_SECONDS = 1.0
+LOGIN_TIMEOUT_SECONDS = 20.0
+MIN_SETTLE_SECONDS = 5.0
+# udevadm settle: coldplug events handled (kvm_amd loaded); --wait: every boot job done
+BOOT_DONE = ("sh", "-c", "udevadm settle --timeout={t} && systemctl is-system-running --wait")
+BOOT_STATES = ("running", "degraded")
+
+
+def wait_ready(guests: tuple[GuestRecord, ...], *, client_key: Path, known_hosts: Path,
+               started_at: float, timeout_seconds: float, say: Callable[[str], None]) -> None:
+    """Banner from every guest (polled together), then a finished boot on each."""
+    deadline = started_at + timeout_seconds
+    pending = list(guests)
+    while pending:
+        for guest in list(pending):
+            fail_if_dead(guest)
+            if sshd.banner_ok(LOOPBACK, guest.port, BANNER_TIMEOUT_SECONDS):
+                pending.remove(guest)
+                say(f"{guest.name}: SSH banner after {time.monotonic() - started_at:.1f} s")
+        if pending and time.monotonic() > deadline:
+            _late(pending[0], f"no SSH banner on {LOOPBACK}:{pending[0].port}", timeout_seconds)
+        if pending:
+            time.sleep(POLL_SECONDS)
+    for guest in guests:
+        state = _boot_state(guest, client_key, known_hosts, deadline, timeout_seconds)
+        note = "" if state == "running" else " (degraded: `systemctl --failed` tells why)"
+        say(f"{guest.name}: ready after {time.monotonic() - started_at:.1f} s{note}")
+
+
+def _boot_state(guest: GuestRecord, client_key: Path, known_hosts: Path, deadline: float,
+                timeout_seconds: float) -> str:
+    remaining = max(deadline - time.monotonic(), MIN_SETTLE_SECONDS)
+    host = Host(name=guest.name, address=LOOPBACK, port=guest.port, user="root",
+                key_files=(str(client_key),), known_hosts_files=(str(known_hosts),),
+                connect_timeout_seconds=min(LOGIN_TIMEOUT_SECONDS, remaining))
+    argv = [*BOOT_DONE[:2], BOOT_DONE[2].format(t=int(remaining))]
+    try:
+        with connect(host) as transport:
+            result = transport.run(argv, timeout_seconds=remaining + MIN_SETTLE_SECONDS)
+    except TransportError as exc:
+        fail_if_dead(guest)
+        if time.monotonic() > deadline:
+            _late(guest, "boot did not finish", timeout_seconds)
+        tail = vm_process.console_tail(Path(guest.console_log_path))
+        raise LabError(f"SSH login with the lab key failed: {exc.what}; console log "
+                       f"{guest.console_log_path} ends: {tail or '(empty)'}", where=guest.name,
+                       hint="check the seed (host key, authorized_keys) and sshd in the image"
+                       ) from exc
+    state = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
+    if state[0] not in BOOT_STATES:
+        fail_if_dead(guest)
+        if time.monotonic() > deadline:
+            _late(guest, "boot did not finish", timeout_seconds)
+        raise LabError(f"guest boot ended {state[0]!r} ({result.stderr.strip()[:200]}); console "
+                       f"log {guest.console_log_path}", where=guest.name,
+                       hint="log in and run `systemctl --failed`")
+    return state[0]
+
+
+def fail_if_dead(guest: GuestRecord) -> None:
+    """LabError with the console log's last lines when the guest's QEMU is gone."""
+    if guest.qemu_pid is not None and vm_process.is_lab_qemu(guest.qemu_pid, guest.pid_file):
+        return
+    tail = vm_process.console_tail(Path(guest.console_log_path))
+    raise LabError(f"QEMU (pid {guest.qemu_pid}) exited during boot; console log "
+                   f"{guest.console_log_path} ends: {tail or '(empty)'}", where=guest.name,
+                   hint="check the kernel command line and the image")
+
+
+def _late(guest: GuestRecord, what: str, timeout_seconds: float) -> None:
+    tail = vm_process.console_tail(Path(guest.console_log_path))
+    raise LabError(f"{what} within {timeout_seconds:g} s; console log "
+                   f"{guest.console_log_path} ends: {tail or '(empty)'}", where=guest.name,
+                   hint="give it more time (ready timeout) or check the image")

@@ -1,0 +1,78 @@
+"""Remove exactly what a vm lab record says was started: QEMU processes, then files, dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleet.errors import LabError
+from fleet.lab import sshd, vm_process
+from fleet.lab.state import state_path
+from fleet.lab.vm_state import GuestRecord, VmLabRecord, read_vm_record
+
+
+def remove_vm_lab(record: VmLabRecord, state_dir: Path) -> tuple[str, ...]:
+    """Stop, remove; what was removed, one line each. Safe to call twice.
+
+    Every guest is attempted even when another fails; state.json is kept (so `down` can be
+    retried) and one LabError names the failures when anything could not be stopped.
+    """
+    removed: list[str] = []
+    problems: list[str] = []
+    for guest in record.guests:
+        try:
+            removed += _stop_guest(guest)
+        except (LabError, OSError) as exc:
+            problems.append(f"{guest.name}: {exc}")
+    if problems:
+        raise LabError(f"vm lab {record.lab_id} not fully removed: {'; '.join(problems)}",
+                       where=str(state_dir), hint="fix the cause and run `fleet lab down` again")
+    try:
+        removed += _remove_files(record, state_dir)
+    except OSError as exc:
+        raise LabError(f"cannot remove vm lab files: {exc}", where=str(state_dir),
+                       hint="fix the cause and run `fleet lab down` again") from exc
+    return tuple(removed)
+
+
+def clean_after_failure(record: VmLabRecord, state_dir: Path, cause: BaseException) -> None:
+    """After a failed up: remove what the latest record (with PIDs so far) says was started."""
+    latest = read_vm_record(state_dir) or record
+    try:
+        remove_vm_lab(latest, state_dir)
+    except LabError as cleanup:
+        raise LabError(f"{cause}; cleanup also failed: {cleanup.what}", where=str(state_dir),
+                       hint=cleanup.hint) from cause
+
+
+def _stop_guest(guest: GuestRecord) -> list[str]:
+    pid = guest.qemu_pid if guest.qemu_pid is not None else sshd.read_pid_file(guest.pid_file)
+    if pid is None:
+        return []
+    if vm_process.is_lab_qemu(pid, guest.pid_file):
+        how = vm_process.stop(pid, guest.pid_file, Path(guest.qmp_path))
+        return [f"stopped qemu pid {pid} of {guest.name} ({how})"]
+    if guest.qemu_start_ticks is not None and \
+            vm_process.start_ticks(pid) == guest.qemu_start_ticks:
+        # killed and still exiting (cmdline already empty, threads holding its port): wait
+        if not vm_process.wait_exited(pid):
+            raise LabError(f"qemu pid {pid} is still exiting", where=guest.name,
+                           hint="wait a moment and run `fleet lab down` again")
+        return [f"waited for qemu pid {pid} of {guest.name} to exit"]
+    return []
+
+
+def _remove_files(record: VmLabRecord, state_dir: Path) -> list[str]:
+    count = 0
+    for name in record.files:
+        path = Path(name)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            count += 1
+    state_path(state_dir).unlink(missing_ok=True)
+    removed = [f"removed {count + 1} files from {state_dir}"]
+    for name in record.dirs:
+        directory = Path(name)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+            removed.append(f"removed directory {directory}")
+    return removed

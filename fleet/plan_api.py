@@ -1,0 +1,86 @@
+"""What ``fleet plan`` calls: suite file + hosts' facts -> Plan, and a JSON-able summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fleet.errors import ConfigError
+from fleet.matrix import expand
+from fleet.model import Case, Facts, Host, Plan
+from fleet.schedule import Candidate, plan
+from fleet.suite import load_suite
+
+_REASONS_SHOWN = 3
+
+
+def plan_suite(suite_path: Path, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
+               seed: int) -> Plan:
+    """Load and expand the suite, plan it on the hosts that have facts.
+
+    Hosts without facts are listed in ``Plan.hosts_without_facts``. ConfigError if the
+    suite is invalid, a fact names no inventory host, or no case can run on any host.
+    """
+    suite = load_suite(suite_path)
+    cases = expand(suite)
+    by_name = {f.host: f for f in hosts_facts}
+    unknown = sorted(set(by_name) - {h.name for h in hosts})
+    if unknown:
+        raise ConfigError(f"facts for hosts not in the inventory: {', '.join(unknown)}",
+                          where=str(suite_path), hint="pass the inventory the facts came from")
+    candidates = [Candidate(h, by_name[h.name]) for h in hosts if h.name in by_name]
+    result = plan(suite.name, cases, candidates, seed=seed,
+                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name])
+    if len(result.skipped) == len(cases):
+        raise ConfigError(
+            f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
+            f"given: {_reasons(result)}", where=str(suite_path),
+            hint="relax the suite's requires, or plan on hosts that meet them")
+    return result
+
+
+def _reasons(result: Plan) -> str:
+    counts = Counter(skip.reason for skip in result.skipped)
+    shown = [f"{reason} [{n} case{'s' if n != 1 else ''}]"
+             for reason, n in counts.most_common(_REASONS_SHOWN)]
+    more = len(counts) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more reason(s)" if more > 0 else "")
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    return {
+        "workload": case.workload, "kind": case.kind, "params": dict(case.params),
+        "knobs": dict(case.knobs), "variant": dict(case.variant),
+        "repetitions": case.repetitions, "timeout_seconds": case.timeout_seconds,
+        "estimate_seconds": case.estimate_seconds, "spread": case.spread,
+    }
+
+
+def plan_summary(result: Plan) -> dict[str, Any]:
+    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons."""
+    return {
+        "suite": result.suite,
+        "seed": result.seed,
+        "totals": {
+            "cases": len(result.cases),
+            "planned_cases": len(result.cases) - len(result.skipped),
+            "skipped_cases": len(result.skipped),
+            "runs": result.entry_count,
+            "hosts": len(result.queues),
+            "hosts_without_facts": len(result.hosts_without_facts),
+            "estimate_seconds": result.estimate_seconds,
+            "work_seconds": result.work_seconds,
+        },
+        "cases": {case.case_id: _case_json(case) for case in result.cases},
+        "hosts": [
+            {"host": q.host, "runs": sum(len(g.entries) for g in q.groups),
+             "estimate_seconds": q.estimate_seconds,
+             "groups": [{"variant": dict(g.variant),
+                         "queue": [[e.case_id, e.repetition] for e in g.entries]}
+                        for g in q.groups]}
+            for q in result.queues],
+        "skipped": [{"case_id": s.case_id, "reason": s.reason} for s in result.skipped],
+        "hosts_without_facts": list(result.hosts_without_facts),
+    }

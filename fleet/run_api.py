@@ -1,0 +1,309 @@
+"""What `fleet run`, `fleet run --resume`, `fleet runs` and `fleet show` call.
+
+A new run: validate the suite and the inventory, gather facts (stored), plan, and only then
+record the run (so bad input writes nothing), then execute. A resumed run re-plans nothing:
+it reads the suite text and plan JSON from the store and runs the jobs without a completed
+attempt, numbering new attempts after the old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleet import __version__
+from fleet.agent.protocol import FileContent, RunOutcome, WriteOutcome
+from fleet.agent.session import AgentSession
+from fleet.errors import ConfigError, TransportError
+from fleet.execute import ExecuteOptions, Execution, execute
+from fleet.execute_events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    final_status,
+    summarize,
+)
+from fleet.execute_plan import (
+    case_runtimes,
+    eligible_hosts,
+    host_queues,
+    next_attempt_numbers,
+    plan_jobs,
+    plan_queues,
+)
+from fleet.execute_policy import new_run_id
+from fleet.execute_worker import SessionOpener
+from fleet.gather import gather_facts
+from fleet.inventory import load_inventory
+from fleet.model import Facts, Host
+from fleet.plan_api import plan_suite, plan_summary
+from fleet.runs import Attempt, RunDetail, RunInfo
+from fleet.schedule import Candidate
+from fleet.store import Store
+from fleet.store_runs import (
+    create_run,
+    list_runs,
+    load_run,
+    record_attempt,
+    run_job_counts,
+    run_suite_text,
+    set_run_status,
+)
+from fleet.suite import Suite, parse_suite
+from fleet.transport import connect
+from fleet.transport.base import StreamTransport, Transport
+
+EventSink = Callable[[RunEvent], None]
+WarningSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    suite_path: Path
+    inventory_sources: tuple[Path, ...]
+    limit: str | None
+    seed: int | None
+    store_path: Path
+    accept_new_host_keys: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    run_id: str
+    store_path: Path
+    inventory_sources: tuple[Path, ...] | None  # None: the run's recorded inventory
+    limit: str | None  # None: the run's recorded limit
+    accept_new_host_keys: bool = False
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    summary: RunSummary
+    interrupted: bool
+    store_path: Path
+
+
+@dataclass(frozen=True)
+class RunListing:
+    info: RunInfo
+    jobs_done: int
+    jobs_total: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A recorded run, ready to execute: its suite, plan, hosts and their facts."""
+
+    info: RunInfo
+    suite: Suite
+    plan_data: Mapping[str, Any]
+    hosts: tuple[Host, ...]
+    facts: Mapping[str, Facts]
+    accept_new_host_keys: bool
+    resumed: bool
+
+
+# ---- a new run --------------------------------------------------------------------------------
+
+
+def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSink,
+              options: ExecuteOptions | None = None) -> RunReport:
+    """Validate, gather, plan, record, execute. FleetError before anything is recorded on bad
+    input (suite, inventory, no reachable host, nothing to run)."""
+    text = _read_suite(request.suite_path)
+    suite = parse_suite(text, source=str(request.suite_path))
+    inventory = load_inventory(list(request.inventory_sources), limit=request.limit)
+    for warning in inventory.warnings:
+        on_warning(warning)
+    facts = _gather(inventory.hosts, request.accept_new_host_keys, on_warning, require_one=True)
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    with Store.open(request.store_path) as store:
+        store.save_snapshots(inventory.hosts, list(facts.values()))
+        plan = plan_suite(request.suite_path, list(facts.values()), inventory.hosts, seed=seed)
+        plan_data = plan_summary(plan)
+        cases = {c.case_id: c for c in plan.cases}
+        info = RunInfo(
+            run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
+            suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
+            inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
+            limit_pattern=request.limit, fleet_version=__version__,
+            created_at_unix_seconds=time.time(), finished_at_unix_seconds=None,
+            status="running")
+        jobs = plan_jobs(plan_data, cases)
+        create_run(store, info, suite_text=text, plan_json=json.dumps(plan_data, sort_keys=True),
+                   cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
+                          for c in plan.cases],
+                   jobs=jobs, skipped=[(s.case_id, s.reason) for s in plan.skipped])
+        prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts,
+                             request.accept_new_host_keys, resumed=False)
+        return _execute(store, prepared, on_event=on_event, options=options)
+
+
+def _read_suite(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite: {exc.strerror}", where=str(path),
+                          hint="check the path") from None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _gather(hosts: Sequence[Host], accept_new: bool, on_warning: WarningSink, *,
+            require_one: bool) -> dict[str, Facts]:
+    outcomes = gather_facts(hosts, accept_new_host_keys=accept_new)
+    for outcome in outcomes:
+        if outcome.error is not None:
+            on_warning(f"unreachable, not used: {outcome.error}")
+    facts = {o.host: o.facts for o in outcomes if o.facts is not None}
+    if require_one and not facts:
+        reasons = "; ".join(o.error or o.host for o in outcomes) or "the inventory selects none"
+        raise TransportError(f"no host is reachable ({reasons})", where="inventory",
+                             hint="check the inventory, --limit and the hosts; nothing was "
+                                  "recorded")
+    return facts
+
+
+# ---- resume -----------------------------------------------------------------------------------
+
+
+def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: WarningSink,
+               options: ExecuteOptions | None = None) -> RunReport:
+    """Run the recorded run's jobs that have no completed attempt (unknown id: StoreError)."""
+    with Store.open(request.store_path) as store:
+        detail = load_run(store, request.run_id)
+        suite_text, plan_json = run_suite_text(store, request.run_id)
+        info = detail.info
+        suite = parse_suite(suite_text, source=f"{info.suite_path} (recorded in {info.run_id})")
+        plan_data: dict[str, Any] = json.loads(plan_json)
+        sources = request.inventory_sources or tuple(Path(p) for p in info.inventory)
+        limit = request.limit if request.inventory_sources else info.limit_pattern
+        inventory = load_inventory(list(sources), limit=limit)
+        for warning in inventory.warnings:
+            on_warning(warning)
+        planned = set(plan_queues(plan_data))
+        hosts = tuple(h for h in inventory.hosts if h.name in planned)
+        for name in sorted(planned - {h.name for h in hosts}):
+            on_warning(f"{name}: planned host not in the inventory; its jobs go elsewhere or "
+                       "fail")
+        facts = _gather(hosts, request.accept_new_host_keys, on_warning, require_one=False)
+        store.save_snapshots(hosts, list(facts.values()))
+        known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
+        set_run_status(store, info.run_id, "running", None)
+        prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts},
+                             request.accept_new_host_keys, resumed=True)
+        return _execute(store, prepared, on_event=on_event, options=options)
+
+
+# ---- the shared part: execute and summarise -----------------------------------------------
+
+
+def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
+             options: ExecuteOptions | None) -> RunReport:
+    info = run.info
+    detail = load_run(store, info.run_id)
+    queued = {cid for entries in plan_queues(run.plan_data).values() for cid, _ in entries}
+    runtimes = case_runtimes(run.suite, queued, where=info.suite_path)
+    cases = {cid: rt.case for cid, rt in runtimes.items()}
+    pending = detail.pending_jobs()
+    by_name = {h.name: h for h in run.hosts}
+    candidates = [Candidate(by_name[n], f) for n, f in run.facts.items() if n in by_name]
+    execution = Execution(
+        run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan_data, cases, pending),
+        facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
+        next_attempt_no=next_attempt_numbers(detail))
+    openers = {h: _opener(by_name.get(h), h, run.accept_new_host_keys)
+               for h in execution.queues}
+    on_event(RunStarted(info.run_id, info.suite, info.seed,
+                        tuple((h, len(q)) for h, q in execution.queues.items()),
+                        len(detail.jobs), len(pending), run.resumed, str(store.path)))
+    result = execute(execution, openers, record=lambda a: _record(store, a),
+                     on_event=on_event, options=options)
+    done = load_run(store, info.run_id)
+    status = final_status(len(done.completed_jobs()), len(done.jobs),
+                          interrupted=result.interrupted)
+    set_run_status(store, info.run_id, status, time.time())
+    summary = summarize(load_run(store, info.run_id))
+    on_event(RunFinished(summary, result.interrupted))
+    return RunReport(info.run_id, summary, result.interrupted, store.path)
+
+
+def _record(store: Store, attempt: Attempt) -> None:
+    record_attempt(store, attempt)
+
+
+# ---- sessions ---------------------------------------------------------------------------------
+
+
+class _AgentHost:
+    """A host's connection and its one agent, closed together (HostSession)."""
+
+    def __init__(self, transport: Transport, session: AgentSession) -> None:
+        self._transport = transport
+        self._session = session
+
+    def run(self, argv: Sequence[str], *, timeout_seconds: float, stdout_cap_bytes: int,
+            stderr_cap_bytes: int) -> RunOutcome:
+        return self._session.run(argv, timeout_seconds=timeout_seconds,
+                                 stdout_cap_bytes=stdout_cap_bytes,
+                                 stderr_cap_bytes=stderr_cap_bytes)
+
+    def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]:
+        return self._session.read(paths)
+
+    def write(self, path: str, value: str) -> WriteOutcome:
+        return self._session.write(path, value)
+
+    def close(self) -> None:
+        try:
+            self._session.close()
+        finally:
+            self._transport.close()
+
+
+def _opener(host: Host | None, name: str, accept_new: bool) -> SessionOpener:
+    """Connect and start the agent; an unreachable host fails like any other (-> quarantine)."""
+    def open_session() -> _AgentHost:
+        if host is None:
+            raise TransportError("the host is not in the inventory", where=name,
+                                 hint="resume with the inventory the run was planned on (-i)")
+        transport = connect(host, accept_new_host_keys=accept_new)
+        if not isinstance(transport, StreamTransport):
+            transport.close()
+            raise TransportError("this transport cannot run the agent", where=name,
+                                 hint="use an ssh or local connection")
+        session = AgentSession(transport, host_name=name)
+        try:
+            session.start()
+        except TransportError:
+            transport.close()
+            raise
+        return _AgentHost(transport, session)
+    return open_session
+
+
+# ---- runs and show ----------------------------------------------------------------------------
+
+
+def run_listing(store_path: Path) -> tuple[RunListing, ...]:
+    with Store.open(store_path) as store:
+        counts = run_job_counts(store)
+        return tuple(RunListing(info, *counts.get(info.run_id, (0, 0)))
+                     for info in list_runs(store))
+
+
+def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
+    """One run from the store alone (unknown id: StoreError)."""
+    with Store.open(store_path) as store:
+        detail = load_run(store, run_id)
+    return detail, summarize(detail)

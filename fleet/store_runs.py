@@ -1,0 +1,163 @@
+"""Runs, jobs, attempts and results in the SQLite store.
+
+Every attempt is written in its own transaction together with its results the moment it ends,
+so killing the controller (even SIGKILL) loses nothing that had completed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from fleet.errors import StoreError
+from fleet.model import Measurement
+from fleet.runs import (
+    Attempt,
+    JobKey,
+    KnobState,
+    RunDetail,
+    RunInfo,
+    RunStatus,
+    StoredAttempt,
+)
+from fleet.store import Store
+
+_RUN_COLUMNS = ("run_id, suite, suite_path, suite_sha256, seed, inventory_json, limit_pattern,"
+                " fleet_version, created_at_unix_seconds, finished_at_unix_seconds, status")
+
+
+def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
+               cases: Sequence[tuple[str, str, str]], jobs: Sequence[JobKey],
+               skipped: Sequence[tuple[str, str]]) -> None:
+    """Record a new run with its cases (id, workload, params JSON), jobs and skips, atomically."""
+    try:
+        with store.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}, suite_text, plan_json)"  # noqa: S608 (constant)
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.run_id, info.suite, info.suite_path, info.suite_sha256, info.seed,
+                 json.dumps(list(info.inventory)), info.limit_pattern, info.fleet_version,
+                 info.created_at_unix_seconds, info.finished_at_unix_seconds, info.status,
+                 suite_text, plan_json))
+            conn.executemany("INSERT INTO run_cases VALUES (?, ?, ?, ?)",
+                             [(info.run_id, *c) for c in cases])
+            conn.executemany("INSERT INTO run_jobs VALUES (?, ?, ?)",
+                             [(info.run_id, j.text, i) for i, j in enumerate(jobs)])
+            conn.executemany("INSERT INTO run_skips VALUES (?, ?, ?)",
+                             [(info.run_id, *s) for s in skipped])
+    except sqlite3.IntegrityError as exc:
+        raise StoreError(f"run {info.run_id} cannot be recorded: {exc}", where=str(store.path),
+                         hint="run ids are unique; nothing was written") from exc
+
+
+def record_attempt(store: Store, attempt: Attempt) -> int:
+    """Write one attempt and its measurements in one transaction; returns its id."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO attempts (run_id, job_key, host, attempt_no, status,"
+            " started_at_unix_seconds, ended_at_unix_seconds, exit_code, signal, stdout, stderr,"
+            " stdout_truncated, stderr_truncated, fingerprint, knobs_json, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (attempt.run_id, attempt.job.text, attempt.host, attempt.attempt_no, attempt.status,
+             attempt.started_at_unix_seconds, attempt.ended_at_unix_seconds, attempt.exit_code,
+             attempt.signal, attempt.stdout, attempt.stderr, int(attempt.stdout_truncated),
+             int(attempt.stderr_truncated), attempt.fingerprint,
+             json.dumps([asdict(k) for k in attempt.knobs]), attempt.error))
+        attempt_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
+            [(attempt_id, m.metric, m.value, m.unit, json.dumps(dict(m.labels), sort_keys=True))
+             for m in attempt.measurements])
+    return attempt_id
+
+
+def set_run_status(store: Store, run_id: str, status: RunStatus,
+                   finished_at_unix_seconds: float | None) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET status = ?, finished_at_unix_seconds = ? WHERE run_id = ?",
+                     (status, finished_at_unix_seconds, run_id))
+
+
+def list_runs(store: Store) -> tuple[RunInfo, ...]:
+    rows = store.connection.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs"  # noqa: S608 (constant columns)
+        " ORDER BY created_at_unix_seconds, run_id").fetchall()
+    return tuple(_run_info(r) for r in rows)
+
+
+def run_suite_text(store: Store, run_id: str) -> tuple[str, str]:
+    """(suite_text, plan_json) of a run, for --resume."""
+    row = store.connection.execute(
+        "SELECT suite_text, plan_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise _unknown_run(store, run_id)
+    return str(row[0]), str(row[1])
+
+
+def load_run(store: Store, run_id: str) -> RunDetail:
+    conn = store.connection
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608
+                       (run_id,)).fetchone()
+    if row is None:
+        raise _unknown_run(store, run_id)
+    jobs = tuple(JobKey.parse(r[0]) for r in conn.execute(
+        "SELECT job_key FROM run_jobs WHERE run_id = ? ORDER BY position", (run_id,)))
+    skipped = tuple((str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT case_id, reason FROM run_skips WHERE run_id = ? ORDER BY rowid", (run_id,)))
+    cases = tuple((str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT case_id, workload, params_json FROM run_cases WHERE run_id = ? ORDER BY rowid",
+        (run_id,)))
+    return RunDetail(_run_info(row), jobs, _attempts(conn, run_id), skipped, cases)
+
+
+def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...]:
+    results: dict[int, list[Measurement]] = {}
+    for r in conn.execute(
+            "SELECT r.attempt_id, r.metric, r.value, r.unit, r.labels_json FROM results r"
+            " JOIN attempts a ON a.attempt_id = r.attempt_id WHERE a.run_id = ?"
+            " ORDER BY r.rowid", (run_id,)):
+        labels = tuple(sorted(json.loads(r[4]).items()))
+        results.setdefault(int(r[0]), []).append(
+            Measurement(str(r[1]), None if r[2] is None else float(r[2]), str(r[3]), labels))
+    out = []
+    for r in conn.execute(
+            "SELECT attempt_id, job_key, host, attempt_no, status, started_at_unix_seconds,"
+            " ended_at_unix_seconds, exit_code, signal, stdout, stderr, stdout_truncated,"
+            " stderr_truncated, fingerprint, knobs_json, error FROM attempts WHERE run_id = ?"
+            " ORDER BY attempt_id", (run_id,)):
+        knobs = tuple(KnobState(**k) for k in json.loads(r[14]))
+        attempt = Attempt(
+            run_id=run_id, job=JobKey.parse(r[1]), host=r[2], attempt_no=r[3], status=r[4],
+            started_at_unix_seconds=r[5], ended_at_unix_seconds=r[6], exit_code=r[7],
+            signal=r[8], stdout=r[9], stderr=r[10], stdout_truncated=bool(r[11]),
+            stderr_truncated=bool(r[12]), fingerprint=r[13], knobs=knobs, error=r[15],
+            measurements=tuple(results.get(int(r[0]), ())))
+        out.append(StoredAttempt(int(r[0]), attempt))
+    return tuple(out)
+
+
+def _run_info(r: Sequence[object]) -> RunInfo:
+    return RunInfo(
+        run_id=str(r[0]), suite=str(r[1]), suite_path=str(r[2]), suite_sha256=str(r[3]),
+        seed=int(str(r[4])), inventory=tuple(json.loads(str(r[5]))),
+        limit_pattern=None if r[6] is None else str(r[6]), fleet_version=str(r[7]),
+        created_at_unix_seconds=float(str(r[8])),
+        finished_at_unix_seconds=None if r[9] is None else float(str(r[9])),
+        status=str(r[10]))  # type: ignore[arg-type]
+
+
+def _unknown_run(store: Store, run_id: str) -> StoreError:
+    known = [r.run_id for r in list_runs(store)][-5:]
+    return StoreError(f"no run {run_id!r} in the store", where=str(store.path),
+                      hint=f"`fleet runs` lists runs; latest: {', '.join(known) or 'none'}")
+
+
+def run_job_counts(store: Store) -> dict[str, tuple[int, int]]:
+    """run id -> (jobs with a completed attempt, jobs in total), for every run."""
+    rows = store.connection.execute(
+        "SELECT j.run_id, COUNT(*), SUM(EXISTS (SELECT 1 FROM attempts a WHERE"
+        " a.run_id = j.run_id AND a.job_key = j.job_key AND a.status = 'completed'))"
+        " FROM run_jobs j GROUP BY j.run_id").fetchall()
+    return {str(r[0]): (int(r[2] or 0), int(r[1])) for r in rows}
