@@ -1,16 +1,20 @@
 """The job board: each host's queue of jobs, shared by the host threads (one lock).
 
-A host takes its jobs in plan order. With ``steal`` on, a host whose queue is empty takes a
-spread-``any`` job it is eligible for from the tail of the busiest other queue (the plan's
-estimates are only estimates). A quarantined host's jobs are handed over (``hand_over``).
-A host with nothing to do waits while another host might still hand it work.
+A host takes its jobs in plan order. With ``steal`` on, each time a host takes a job, spread-
+``any`` jobs it is eligible for move from the host projected to finish last to the end of its
+queue, while that lowers the later of the two projected finishes (projection: the running
+job's estimate from when it started, plus the queued estimates). This absorbs what the plan
+cannot know: hosts that start late (connection, agent start) and estimates that are off.
+A quarantined host's jobs are handed over (``hand_over``). A host with nothing to do waits
+while another host might still hand it work.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from fleet.execute_policy import Handover, hand_over
 from fleet.runs import JobKey
@@ -19,14 +23,17 @@ from fleet.runs import JobKey
 class JobBoard:
     def __init__(self, queues: Mapping[str, Sequence[JobKey]], *,
                  eligible: Mapping[str, frozenset[str]], estimates_seconds: Mapping[str, float],
-                 next_attempt_no: Mapping[JobKey, int], steal: bool) -> None:
+                 next_attempt_no: Mapping[JobKey, int], steal: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._cond = threading.Condition()
         self._queues = {h: deque(q) for h, q in queues.items()}
         self._eligible = eligible
         self._estimates = estimates_seconds
+        self._queued_seconds = {h: sum(self._est(j) for j in q) for h, q in queues.items()}
         self._next_no = dict(next_attempt_no)
         self._steal = steal
-        self._running: dict[str, JobKey] = {}
+        self._clock = clock
+        self._running: dict[str, tuple[JobKey, float]] = {}  # host -> (job, taken at)
         self._quarantined: dict[str, str] = {}
         self._stopped = False
 
@@ -40,10 +47,11 @@ class JobBoard:
             while True:
                 if self._stopped or host in self._quarantined:
                     return None
-                queue = self._queues[host]
-                job = queue.popleft() if queue else self._stolen(host) if self._steal else None
-                if job is not None:
-                    self._running[host] = job
+                if self._steal:
+                    self._rebalance(host)
+                if self._queues[host]:
+                    job = self._pop(host, 0)
+                    self._running[host] = (job, self._clock())
                     return job
                 if not self._others_busy(host):
                     self._cond.notify_all()
@@ -67,14 +75,17 @@ class JobBoard:
         with self._cond:
             self._quarantined[host] = reason
             current = self._running.pop(host, None)
-            jobs = ([current] if current is not None else []) + list(self._queues[host])
+            jobs = ([current[0]] if current is not None else []) + list(self._queues[host])
             self._queues[host].clear()
+            self._queued_seconds[host] = 0.0
             active = frozenset(h for h in self._queues if h not in self._quarantined)
+            now = self._clock()
             handover = hand_over(jobs, eligible=self._eligible, active=active,
-                                 loads_seconds={h: self._load(h) for h in active},
+                                 loads_seconds={h: self._projected(h, now) - now
+                                                for h in active},
                                  estimates_seconds=self._estimates, reason=reason)
             for job, target in handover.moves:
-                self._queues[target].append(job)
+                self._push(target, job)
             self._cond.notify_all()
             return handover
 
@@ -88,32 +99,47 @@ class JobBoard:
         with self._cond:
             return sum(len(q) for q in self._queues.values())
 
-    def _load(self, host: str) -> float:
+    # ---- internals (under the lock) --------------------------------------------------------
+
+    def _est(self, job: JobKey) -> float:
+        return self._estimates.get(job.case_id, 0.0)
+
+    def _push(self, host: str, job: JobKey) -> None:
+        self._queues[host].append(job)
+        self._queued_seconds[host] += self._est(job)
+
+    def _pop(self, host: str, index: int) -> JobKey:
+        queue = self._queues[host]
+        job = queue[index]
+        del queue[index]
+        self._queued_seconds[host] -= self._est(job)
+        return job
+
+    def _projected(self, host: str, now: float) -> float:
         running = self._running.get(host)
-        jobs = [*self._queues[host], *([running] if running is not None else [])]
-        return sum(self._estimates.get(j.case_id, 0.0) for j in jobs)
+        free = now if running is None else max(now, running[1] + self._est(running[0]))
+        return free + self._queued_seconds[host]
 
     def _others_busy(self, host: str) -> bool:
         return any(h != host and h not in self._quarantined and (q or h in self._running)
                    for h, q in self._queues.items())
 
-    def _stolen(self, thief: str) -> JobKey | None:
-        """The last eligible ``any`` job of the other queue with the most queued work."""
-        best: tuple[float, str, int] | None = None
-        for host, queue in self._queues.items():
-            if host == thief or host in self._quarantined:
-                continue
-            index = next((i for i in range(len(queue) - 1, -1, -1)
-                          if queue[i].host is None
-                          and thief in self._eligible.get(queue[i].case_id, frozenset())), None)
-            if index is None:
-                continue
-            load = sum(self._estimates.get(j.case_id, 0.0) for j in queue)
-            if best is None or load > best[0]:
-                best = (load, host, index)
-        if best is None:
-            return None
-        queue = self._queues[best[1]]
-        job = queue[best[2]]
-        del queue[best[2]]
-        return job
+    def _rebalance(self, thief: str) -> None:
+        now = self._clock()
+        for _ in range(sum(len(q) for q in self._queues.values())):  # each move helps; bounded
+            mine = self._projected(thief, now)
+            best: tuple[float, float, int, str] | None = None
+            for host, queue in self._queues.items():
+                if host == thief or host in self._quarantined:
+                    continue
+                theirs = self._projected(host, now)
+                for index, job in enumerate(queue):
+                    seconds = self._est(job)
+                    if job.host is None and seconds > 0 and mine + seconds < theirs \
+                            and thief in self._eligible.get(job.case_id, frozenset()):
+                        key = (theirs, seconds, index, host)
+                        if best is None or key[:3] > best[:3]:
+                            best = key
+            if best is None:
+                return
+            self._push(thief, self._pop(best[3], best[2]))

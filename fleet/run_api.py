@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from fleet import __version__
-from fleet.agent.protocol import FileContent, RunOutcome, WriteOutcome
-from fleet.agent.session import AgentSession
 from fleet.errors import ConfigError, TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_events import (
@@ -30,6 +28,7 @@ from fleet.execute_events import (
     final_status,
     summarize,
 )
+from fleet.execute_hosts import Connections, agent_opener
 from fleet.execute_plan import (
     case_runtimes,
     eligible_hosts,
@@ -39,7 +38,6 @@ from fleet.execute_plan import (
     plan_queues,
 )
 from fleet.execute_policy import new_run_id
-from fleet.execute_worker import SessionOpener
 from fleet.gather import gather_facts
 from fleet.inventory import load_inventory
 from fleet.model import Facts, Host
@@ -57,8 +55,6 @@ from fleet.store_runs import (
     set_run_status,
 )
 from fleet.suite import Suite, parse_suite
-from fleet.transport import connect
-from fleet.transport.base import StreamTransport, Transport
 
 EventSink = Callable[[RunEvent], None]
 WarningSink = Callable[[str], None]
@@ -107,7 +103,7 @@ class _Prepared:
     plan_data: Mapping[str, Any]
     hosts: tuple[Host, ...]
     facts: Mapping[str, Facts]
-    accept_new_host_keys: bool
+    connections: Connections
     resumed: bool
 
 
@@ -123,28 +119,39 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
     inventory = load_inventory(list(request.inventory_sources), limit=request.limit)
     for warning in inventory.warnings:
         on_warning(warning)
-    facts = _gather(inventory.hosts, request.accept_new_host_keys, on_warning, require_one=True)
+    connections = Connections(accept_new_host_keys=request.accept_new_host_keys)
+    try:
+        facts = _gather(inventory.hosts, connections, on_warning, require_one=True)
+        with Store.open(request.store_path) as store:
+            store.save_snapshots(inventory.hosts, list(facts.values()))
+            info, plan_data = _record_new_run(store, request, suite, text,
+                                              hosts=inventory.hosts, facts=facts)
+            prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts, connections,
+                                 resumed=False)
+            return _execute(store, prepared, on_event=on_event, options=options)
+    finally:
+        connections.close_unused()
+
+
+def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, *,
+                    hosts: Sequence[Host], facts: Mapping[str, Facts]
+                    ) -> tuple[RunInfo, dict[str, Any]]:
+    """Plan (ConfigError when nothing can run), then record the run with its jobs and skips."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    with Store.open(request.store_path) as store:
-        store.save_snapshots(inventory.hosts, list(facts.values()))
-        plan = plan_suite(request.suite_path, list(facts.values()), inventory.hosts, seed=seed)
-        plan_data = plan_summary(plan)
-        cases = {c.case_id: c for c in plan.cases}
-        info = RunInfo(
-            run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
-            suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
-            inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
-            limit_pattern=request.limit, fleet_version=__version__,
-            created_at_unix_seconds=time.time(), finished_at_unix_seconds=None,
-            status="running")
-        jobs = plan_jobs(plan_data, cases)
-        create_run(store, info, suite_text=text, plan_json=json.dumps(plan_data, sort_keys=True),
-                   cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
-                          for c in plan.cases],
-                   jobs=jobs, skipped=[(s.case_id, s.reason) for s in plan.skipped])
-        prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts,
-                             request.accept_new_host_keys, resumed=False)
-        return _execute(store, prepared, on_event=on_event, options=options)
+    plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed)
+    plan_data = plan_summary(plan)
+    info = RunInfo(
+        run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
+        suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
+        inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
+        limit_pattern=request.limit, fleet_version=__version__,
+        created_at_unix_seconds=time.time(), finished_at_unix_seconds=None, status="running")
+    create_run(store, info, suite_text=text, plan_json=json.dumps(plan_data, sort_keys=True),
+               cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
+                      for c in plan.cases],
+               jobs=plan_jobs(plan_data, {c.case_id: c for c in plan.cases}),
+               skipped=[(s.case_id, s.reason) for s in plan.skipped])
+    return info, plan_data
 
 
 def _read_suite(path: Path) -> str:
@@ -159,9 +166,10 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _gather(hosts: Sequence[Host], accept_new: bool, on_warning: WarningSink, *,
+def _gather(hosts: Sequence[Host], connections: Connections, on_warning: WarningSink, *,
             require_one: bool) -> dict[str, Facts]:
-    outcomes = gather_facts(hosts, accept_new_host_keys=accept_new)
+    """Facts of the reachable hosts, over connections the executor then keeps using."""
+    outcomes = gather_facts(hosts, connector=connections.connector)
     for outcome in outcomes:
         if outcome.error is not None:
             on_warning(f"unreachable, not used: {outcome.error}")
@@ -196,13 +204,17 @@ def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: Warni
         for name in sorted(planned - {h.name for h in hosts}):
             on_warning(f"{name}: planned host not in the inventory; its jobs go elsewhere or "
                        "fail")
-        facts = _gather(hosts, request.accept_new_host_keys, on_warning, require_one=False)
-        store.save_snapshots(hosts, list(facts.values()))
-        known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
-        set_run_status(store, info.run_id, "running", None)
-        prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts},
-                             request.accept_new_host_keys, resumed=True)
-        return _execute(store, prepared, on_event=on_event, options=options)
+        connections = Connections(accept_new_host_keys=request.accept_new_host_keys)
+        try:
+            facts = _gather(hosts, connections, on_warning, require_one=False)
+            store.save_snapshots(hosts, list(facts.values()))
+            known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
+            set_run_status(store, info.run_id, "running", None)
+            prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts}, connections,
+                                 resumed=True)
+            return _execute(store, prepared, on_event=on_event, options=options)
+        finally:
+            connections.close_unused()
 
 
 # ---- the shared part: execute and summarise -----------------------------------------------
@@ -222,8 +234,7 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
         run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan_data, cases, pending),
         facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
         next_attempt_no=next_attempt_numbers(detail))
-    openers = {h: _opener(by_name.get(h), h, run.accept_new_host_keys)
-               for h in execution.queues}
+    openers = {h: agent_opener(by_name.get(h), h, run.connections) for h in execution.queues}
     on_event(RunStarted(info.run_id, info.suite, info.seed,
                         tuple((h, len(q)) for h, q in execution.queues.items()),
                         len(detail.jobs), len(pending), run.resumed, str(store.path)))
@@ -240,56 +251,6 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
 
 def _record(store: Store, attempt: Attempt) -> None:
     record_attempt(store, attempt)
-
-
-# ---- sessions ---------------------------------------------------------------------------------
-
-
-class _AgentHost:
-    """A host's connection and its one agent, closed together (HostSession)."""
-
-    def __init__(self, transport: Transport, session: AgentSession) -> None:
-        self._transport = transport
-        self._session = session
-
-    def run(self, argv: Sequence[str], *, timeout_seconds: float, stdout_cap_bytes: int,
-            stderr_cap_bytes: int) -> RunOutcome:
-        return self._session.run(argv, timeout_seconds=timeout_seconds,
-                                 stdout_cap_bytes=stdout_cap_bytes,
-                                 stderr_cap_bytes=stderr_cap_bytes)
-
-    def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]:
-        return self._session.read(paths)
-
-    def write(self, path: str, value: str) -> WriteOutcome:
-        return self._session.write(path, value)
-
-    def close(self) -> None:
-        try:
-            self._session.close()
-        finally:
-            self._transport.close()
-
-
-def _opener(host: Host | None, name: str, accept_new: bool) -> SessionOpener:
-    """Connect and start the agent; an unreachable host fails like any other (-> quarantine)."""
-    def open_session() -> _AgentHost:
-        if host is None:
-            raise TransportError("the host is not in the inventory", where=name,
-                                 hint="resume with the inventory the run was planned on (-i)")
-        transport = connect(host, accept_new_host_keys=accept_new)
-        if not isinstance(transport, StreamTransport):
-            transport.close()
-            raise TransportError("this transport cannot run the agent", where=name,
-                                 hint="use an ssh or local connection")
-        session = AgentSession(transport, host_name=name)
-        try:
-            session.start()
-        except TransportError:
-            transport.close()
-            raise
-        return _AgentHost(transport, session)
-    return open_session
 
 
 # ---- runs and show ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ marker each test puts into its workloads' argv. Assertions read the store, as `f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from fleet.execute import ExecuteOptions
-from fleet.execute_events import AttemptFinished, HostQuarantined, RunEvent
+from fleet.execute_events import AttemptStarted, HostQuarantined, RunEvent
 from fleet.execute_policy import RetryPolicy
 from fleet.lab import LabState, lab_down, lab_up
 from fleet.lab.netns import pids_in_namespace
@@ -163,7 +164,8 @@ def kill_host(state: LabState, name: str) -> None:
     (host,) = [h for h in state.hosts if h.name == name]
     assert host.namespace is not None
     for pid in pids_in_namespace(host.namespace):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # ended by itself meanwhile
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_dead_host_is_quarantined_and_its_jobs_move_or_fail(own_lab: LabState,
@@ -174,14 +176,14 @@ def test_a_dead_host_is_quarantined_and_its_jobs_move_or_fail(own_lab: LabState,
     type: sleep
     spread: every
     repetitions: 3
-    params: {seconds: 0.1}
+    params: {seconds: 0.5}
 """
     events: list[RunEvent] = []
 
-    def on_event(event: RunEvent) -> None:
+    def on_event(event: RunEvent) -> None:  # lab2 dies while its first case runs
         events.append(event)
-        if isinstance(event, AttemptFinished) and event.attempt.host == "lab2" \
-                and not any(isinstance(e, AttemptFinished) and e.attempt.host == "lab2"
+        if isinstance(event, AttemptStarted) and event.host == "lab2" \
+                and not any(isinstance(e, AttemptStarted) and e.host == "lab2"
                             for e in events[:-1]):
             kill_host(own_lab, "lab2")
 
@@ -199,8 +201,11 @@ def test_a_dead_host_is_quarantined_and_its_jobs_move_or_fail(own_lab: LabState,
             assert done[job.text] == 1, job.text  # `any` jobs: completed once, somewhere
     last = {a.attempt.job: a.attempt for a in detail.attempts}
     lost = [j for j in detail.jobs if j.host == "lab2" and done[j.text] == 0]
-    assert lost and all(last[j].status == "failed" and last[j].error is not None
-                        and last[j].error.startswith("host quarantined: ") for j in lost)
+    assert lost, [(a.attempt.job.text, a.attempt.host, a.attempt.status, a.attempt.error)
+                  for a in detail.attempts]
+    assert all(last[j].status == "failed" and last[j].error is not None
+               and last[j].error.startswith("host quarantined: ") for j in lost), \
+        [(j.text, last.get(j)) for j in lost]
     moved = {j for j, _ in quarantined.moved}
     assert all(last[j].host != "lab2" for j in detail.jobs if j.text in moved)
     assert no_leftovers(marker)

@@ -21,7 +21,10 @@ ADAPTERS = {
 PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "facts/numactl.py",
         "facts/tree.py", "facts/build.py", "facts/probe.py", "matrix.py", "schedule.py",
         "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
-        "agent/protocol.py", "guests/qemu.py", "guests/topologies.py"]
+        "agent/protocol.py", "guests/qemu.py", "guests/topologies.py", "derive.py",
+        "collectors/vmstat.py", "collectors/interrupts.py", "collectors/nodes.py",
+        "collectors/numa_maps.py", "collectors/proc_status.py", "collectors/kvm_debugfs.py",
+        "collectors/kvm_stats.py", "collectors/kmsg.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
 
