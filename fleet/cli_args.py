@@ -113,6 +113,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser], *, handlers: Mappi
     from fleet.cli_runs import build_run_parsers  # run, runs, show: their own module
 
     build_run_parsers(sub, handlers, default_store)
+    from fleet.cli_export import build_export_parsers  # export serve, export text
+
+    build_export_parsers(sub, parser_class, handlers, default_store)
     return parser
 
 

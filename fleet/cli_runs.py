@@ -257,9 +257,10 @@ def _local_time(unix_seconds: float) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from fleet.run_api import run_detail
+    from fleet.run_api import run_detail, run_sample_counts
 
     detail, summary = run_detail(args.store, args.run_id)
+    counts = run_sample_counts(args.store, args.run_id)
     if args.json:
         data = {"run": {**summary_json(summary), "seed": detail.info.seed,
                         "suite_path": detail.info.suite_path,
@@ -269,7 +270,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "cases": [{"case_id": c, "workload": w, "params": json.loads(p)}
                           for c, w, p in detail.cases],
                 "jobs": [j.text for j in detail.jobs],
-                "attempts": [attempt_json(a.attempt) for a in detail.attempts]}
+                "attempts": [{**attempt_json(a.attempt), "attempt_id": a.attempt_id,
+                              "samples": _samples_json(counts.get(a.attempt_id, {}))}
+                             for a in detail.attempts]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     console = _stdout()
@@ -279,6 +282,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"{_local_time(info.created_at_unix_seconds)}, status {info.status}")
     console.print(_cases_view(detail.cases))
     console.print(_attempts_view(detail))
+    if any(_sampler_measurements(a.attempt.measurements) for a in detail.attempts):
+        console.print(_sampler_view(detail, counts))
     console.print(summary_view(summary))
     return EXIT_OK
 
@@ -298,12 +303,48 @@ def _attempts_view(detail: Any) -> Table:
         table.add_column(col)
     for stored in detail.attempts:
         a = stored.attempt
-        results = ", ".join(f"{m.metric}={'missing' if m.value is None else f'{m.value:g}'}"
-                            f" {m.unit}" for m in a.measurements)
+        results = ", ".join(f"{m.metric}={_value(m.value)} {m.unit}" for m in a.measurements
+                            if m not in _sampler_measurements(a.measurements))
         knobs = ", ".join(f"{k.name} {k.before}->{k.requested}"
                           f"{'' if k.restored else ' (NOT restored)'}" for k in a.knobs)
         note = "; ".join(x for x in (a.error or "", results, knobs) if x)
         table.add_row(a.job.text, a.host, str(a.attempt_no), a.status,
                       f"{a.duration_seconds:.2f}", "-" if a.exit_code is None else
                       str(a.exit_code), note)
+    return table
+
+
+def _value(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4g}"
+
+
+def _sampler_measurements(measurements: Any) -> list[Any]:
+    return [m for m in measurements if ("source", "sampler") in m.labels]
+
+
+def _samples_json(series: Mapping[str, int]) -> dict[str, Any]:
+    return {"points": sum(series.values()), "series": dict(series)}
+
+
+def _sampler_view(detail: Any, counts: Mapping[int, Mapping[str, int]]) -> Table:
+    """Per attempt, each sampler metric: its total and its per-node values; then its notes."""
+    table = Table(title="sampled while running (source: sampler)", title_justify="left")
+    for col in ("job", "#", "metric", "value", "per node"):
+        table.add_column(col)
+    for stored in detail.attempts:
+        a = stored.attempt
+        mine = _sampler_measurements(a.measurements)
+        for metric in dict.fromkeys(m.metric for m in mine):
+            rows = [m for m in mine if m.metric == metric]
+            total = [m for m in rows if "node" not in dict(m.labels)]
+            nodes = ", ".join(f"{dict(m.labels)['node']}: {_value(m.value)}"
+                              for m in rows if "node" in dict(m.labels))
+            table.add_row(a.job.text, str(a.attempt_no), metric,
+                          f"{_value(total[0].value)} {rows[0].unit}" if total else "", nodes)
+        if mine:
+            points = sum(counts.get(stored.attempt_id, {}).values())
+            table.add_row(a.job.text, str(a.attempt_no), "(series stored)", f"{points} points",
+                          "")
+        for line in (a.notes or "").splitlines():
+            table.add_row(a.job.text, str(a.attempt_no), "note", line, "")
     return table

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from fleet.agent.protocol import FileContent, RunOutcome, WriteOutcome
-from fleet.agent.session import AgentSession
+from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
+from fleet.agent.session import AgentSession, SampleSink
 from fleet.errors import TransportError
 from fleet.execute_worker import SessionOpener
 from fleet.model import Host
@@ -123,6 +123,14 @@ class AgentHost:
         return self.session.run(argv, timeout_seconds=timeout_seconds,
                                  stdout_cap_bytes=stdout_cap_bytes,
                                  stderr_cap_bytes=stderr_cap_bytes)
+
+    def run_sampled(self, argv: Sequence[str], *, timeout_seconds: float,
+                    stdout_cap_bytes: int, stderr_cap_bytes: int, sample: SampleSpec,
+                    on_sample: SampleSink) -> RunOutcome:
+        return self.session.run(argv, timeout_seconds=timeout_seconds,
+                                stdout_cap_bytes=stdout_cap_bytes,
+                                stderr_cap_bytes=stderr_cap_bytes, sample=sample,
+                                on_sample=on_sample)
 
     def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]:
         return self.session.read(paths)

@@ -8,11 +8,11 @@ through: the caller keeps the states and restores them on its next session.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from fleet.agent.protocol import FileContent, RunOutcome, WriteOutcome
+from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
 from fleet.execute_policy import current_value, knob_text
 from fleet.knobs import KNOBS
 from fleet.model import Assignment
@@ -24,6 +24,10 @@ class HostSession(Protocol):
 
     def run(self, argv: Sequence[str], *, timeout_seconds: float,
             stdout_cap_bytes: int, stderr_cap_bytes: int) -> RunOutcome: ...
+
+    def run_sampled(self, argv: Sequence[str], *, timeout_seconds: float,
+                    stdout_cap_bytes: int, stderr_cap_bytes: int, sample: SampleSpec,
+                    on_sample: Callable[[Mapping[str, Any]], None]) -> RunOutcome: ...
 
     def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]: ...
 

@@ -67,15 +67,16 @@ def next_attempt_numbers(detail: RunDetail) -> dict[JobKey, int]:
 
 
 def case_runtimes(suite: Suite, planned: Collection[str], *, where: str) -> dict[str, CaseRuntime]:
-    """The suite's cases that the plan names, each with its configured workload.
+    """The suite's cases that the plan names, each with its configured workload and sampling.
 
     ConfigError when the suite text no longer yields a planned case id (another fleet version).
     """
-    workloads = {e.name: e.workload for e in suite.entries}
+    entries = {e.name: e for e in suite.entries}
     cases = {c.case_id: c for c in expand(suite)}
     missing = sorted(set(planned) - set(cases))
     if missing:
         raise ConfigError(f"the recorded suite no longer expands to {len(missing)} planned "
                           f"case(s), e.g. {missing[0]}", where=where,
                           hint="resume with the fleet version that created the run")
-    return {cid: CaseRuntime(cases[cid], workloads[cases[cid].workload]) for cid in planned}
+    return {cid: CaseRuntime(cases[cid], entries[cases[cid].workload].workload,
+                             entries[cases[cid].workload].sampling) for cid in planned}

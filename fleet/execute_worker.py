@@ -1,6 +1,8 @@
 """One host's thread: one session (one connection, one agent), one case at a time.
 
-Per job: check the variant, build the argv, apply the knobs, run, restore the knobs, judge.
+Per job: check the variant, build the argv, apply the knobs, run (sampled, when the case's
+sampling is on: fleet.sampling), restore the knobs, judge; the sampler's derived metrics join
+the workload's measurements and its series go with the attempt into the store.
 A TransportError ends the session; the job is retried after a backoff on a new one, and N
 failures in a row quarantine the host (its jobs are handed over or failed with the reason).
 Knobs whose restore could not be confirmed are restored first thing on the next session.
@@ -21,7 +23,10 @@ from fleet.execute_events import AttemptFinished, AttemptStarted, HostQuarantine
 from fleet.execute_knobs import HostSession, apply_knobs, restore_knobs
 from fleet.execute_policy import RetryPolicy, Verdict, judge, variant_mismatch
 from fleet.model import Case, Facts, Measurement
-from fleet.runs import Attempt, AttemptStatus, JobKey, KnobState
+from fleet.runs import Attempt, AttemptStatus, JobKey, KnobState, SeriesPoint
+from fleet.sampling import Collected, SampleCollector, series_points
+from fleet.sampling_config import SamplingConfig, sample_spec
+from fleet.sampling_derive import derive_metrics, intended_nodes
 from fleet.workloads.base import Workload
 
 SessionOpener = Callable[[], HostSession]
@@ -32,6 +37,7 @@ DEFAULT_OUTPUT_CAP_BYTES = 256 * 1024  # per stream and attempt, kept in the sto
 class CaseRuntime:
     case: Case
     workload: Workload
+    sampling: SamplingConfig | None = None  # None or disabled: the case is not sampled
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,14 @@ class _Ran:
     outcome: RunOutcome | None
     knobs: tuple[KnobState, ...]
     verdict: Verdict | None  # set when the workload did not run to an outcome
+    collected: Collected | None = None  # the samples taken while it ran
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    measurements: tuple[Measurement, ...] = ()
+    points: tuple[SeriesPoint, ...] = ()
+    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class HostWorker:
             return _Step(AttemptFinished(self._record(job, number, started, "failed", reason),
                                          None))
         try:
-            ran = self._run_with_knobs(session, runtime.case, argv)
+            ran = self._run_with_knobs(session, runtime, argv)
         except TransportError as exc:
             status: AttemptStatus = "interrupted" if self._stop.is_set() else "error"
             attempt = self._record(job, number, started, status, f"transport: {exc.line()}",
@@ -154,13 +168,17 @@ class HostWorker:
         if verdict is None:
             assert ran.outcome is not None
             verdict = judge(runtime.case, runtime.workload, ran.outcome)
+        sampled = _sampled(runtime.case, ran.collected)
         attempt = self._record(job, number, started, verdict.status, verdict.error,
                                knobs=ran.knobs, outcome=ran.outcome,
-                               measurements=verdict.measurements)
+                               measurements=verdict.measurements + sampled.measurements,
+                               sampled=sampled)
         seconds = None if ran.outcome is None else ran.outcome.duration_seconds
         return _Step(AttemptFinished(attempt, seconds))
 
-    def _run_with_knobs(self, session: HostSession, case: Case, argv: tuple[str, ...]) -> _Ran:
+    def _run_with_knobs(self, session: HostSession, runtime: CaseRuntime,
+                        argv: tuple[str, ...]) -> _Ran:
+        case = runtime.case
         applied = apply_knobs(session, case.knobs)
         if applied.error is not None:
             return _Ran(None, applied.states, Verdict("error", applied.error))
@@ -168,11 +186,16 @@ class HostWorker:
         with self._lock:
             self._running = go = not self._stop.is_set()
         outcome: RunOutcome | None = None
+        spec = sample_spec(runtime.sampling)
+        collector = None if spec is None else SampleCollector()
+        caps = {"stdout_cap_bytes": self._ctx.output_cap_bytes,
+                "stderr_cap_bytes": self._ctx.output_cap_bytes}
         try:
-            if go:
-                outcome = session.run(argv, timeout_seconds=case.timeout_seconds,
-                                      stdout_cap_bytes=self._ctx.output_cap_bytes,
-                                      stderr_cap_bytes=self._ctx.output_cap_bytes)
+            if go and spec is not None and collector is not None:
+                outcome = session.run_sampled(argv, timeout_seconds=case.timeout_seconds,
+                                              sample=spec, on_sample=collector, **caps)
+            elif go:
+                outcome = session.run(argv, timeout_seconds=case.timeout_seconds, **caps)
         except TransportError:
             if not self._stop.is_set():
                 raise  # the knobs stay in self._dirty: the next session restores them
@@ -181,7 +204,7 @@ class HostWorker:
                 self._running = False
         knobs = self._restore(session)
         if outcome is not None:
-            return _Ran(outcome, knobs, None)
+            return _Ran(outcome, knobs, None, None if collector is None else collector.result())
         why = "the run was cancelled (Ctrl-C)" if go else "stopped before the workload started"
         return _Ran(None, knobs, Verdict("interrupted", f"interrupted: {why}"))
 
@@ -227,7 +250,8 @@ class HostWorker:
     def _record(self, job: JobKey, number: int, started: float, status: AttemptStatus,
                 error: str | None, *, knobs: tuple[KnobState, ...] = (),
                 outcome: RunOutcome | None = None,
-                measurements: tuple[Measurement, ...] = ()) -> Attempt:
+                measurements: tuple[Measurement, ...] = (),
+                sampled: _Sampled | None = None) -> Attempt:
         return Attempt(
             run_id=self._ctx.run_id, job=job, host=self.host, attempt_no=number, status=status,
             started_at_unix_seconds=started, ended_at_unix_seconds=time.time(),
@@ -238,6 +262,17 @@ class HostWorker:
             stdout_truncated=outcome is not None and outcome.stdout_truncated,
             stderr_truncated=outcome is not None and outcome.stderr_truncated,
             fingerprint=None if self._ctx.facts is None else self._ctx.facts.fingerprint,
-            knobs=knobs, error=error,
-            measurements=measurements)
+            knobs=knobs, error=error, measurements=measurements,
+            notes=None if sampled is None else sampled.notes,
+            samples=() if sampled is None else sampled.points)
+
+
+def _sampled(case: Case, collected: Collected | None) -> _Sampled:
+    """The sampler's measurements, stored series and notes (nothing when nothing was sampled,
+    e.g. the command could not start)."""
+    if collected is None or not collected.times:
+        return _Sampled()
+    nodes = intended_nodes({**dict(case.knobs), **dict(case.params)})
+    derived = derive_metrics(collected, intended_nodes=nodes)
+    return _Sampled(derived.measurements, series_points(collected), derived.notes)
 

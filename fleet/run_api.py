@@ -52,6 +52,7 @@ from fleet.store_runs import (
     record_attempt,
     run_job_counts,
     run_suite_text,
+    sample_counts,
     set_run_status,
 )
 from fleet.suite import Suite, parse_suite
@@ -268,3 +269,9 @@ def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
     with Store.open(store_path) as store:
         detail = load_run(store, run_id)
     return detail, summarize(detail)
+
+
+def run_sample_counts(store_path: Path, run_id: str) -> dict[int, dict[str, int]]:
+    """attempt id -> {series: points stored} (the sampled series, summarised)."""
+    with Store.open(store_path) as store:
+        return sample_counts(store, run_id)

@@ -60,6 +60,17 @@ class KnobState:
 
 
 @dataclass(frozen=True)
+class SeriesPoint:
+    """One sampled value of one series while an attempt ran (host clocks; None: unknown)."""
+
+    series: str
+    labels: tuple[tuple[str, str], ...]
+    monotonic_seconds: float
+    wall_unix_seconds: float
+    value: float | None
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One try of one job on one host. Failures are data: ``error`` says why."""
 
@@ -80,6 +91,8 @@ class Attempt:
     knobs: tuple[KnobState, ...] = ()
     error: str | None = None
     measurements: tuple[Measurement, ...] = ()
+    notes: str | None = None  # e.g. the sampler's: kernel log problems, unreadable files
+    samples: tuple[SeriesPoint, ...] = ()  # written with the attempt; load_run leaves them out
 
     @property
     def duration_seconds(self) -> float:

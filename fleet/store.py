@@ -103,6 +103,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX results_attempt ON results(attempt_id);
     """,
+    # 3: the sampler's series per attempt (fleet.sampling: at most 600 points per series and
+    # attempt) and a free-text note per attempt (kernel log problems, unreadable inputs)
+    """
+    CREATE TABLE samples (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
+        series TEXT NOT NULL,
+        labels_json TEXT NOT NULL,
+        monotonic_seconds REAL NOT NULL,
+        wall_unix_seconds REAL NOT NULL,
+        value REAL
+    );
+    CREATE INDEX samples_attempt ON samples(attempt_id, series);
+    ALTER TABLE attempts ADD COLUMN notes TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,7 +1,9 @@
 """Runs, jobs, attempts and results in the SQLite store.
 
-Every attempt is written in its own transaction together with its results the moment it ends,
-so killing the controller (even SIGKILL) loses nothing that had completed.
+Every attempt is written in its own transaction together with its results and sampled series
+the moment it ends, so killing the controller (even SIGKILL) loses nothing that had completed.
+``load_run`` leaves the series out (they can be large): ``load_samples`` reads one attempt's,
+``sample_counts`` summarises a run's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fleet.runs import (
     RunDetail,
     RunInfo,
     RunStatus,
+    SeriesPoint,
     StoredAttempt,
 )
 from fleet.store import Store
@@ -58,19 +61,46 @@ def record_attempt(store: Store, attempt: Attempt) -> int:
         cur = conn.execute(
             "INSERT INTO attempts (run_id, job_key, host, attempt_no, status,"
             " started_at_unix_seconds, ended_at_unix_seconds, exit_code, signal, stdout, stderr,"
-            " stdout_truncated, stderr_truncated, fingerprint, knobs_json, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " stdout_truncated, stderr_truncated, fingerprint, knobs_json, error, notes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (attempt.run_id, attempt.job.text, attempt.host, attempt.attempt_no, attempt.status,
              attempt.started_at_unix_seconds, attempt.ended_at_unix_seconds, attempt.exit_code,
              attempt.signal, attempt.stdout, attempt.stderr, int(attempt.stdout_truncated),
              int(attempt.stderr_truncated), attempt.fingerprint,
-             json.dumps([asdict(k) for k in attempt.knobs]), attempt.error))
+             json.dumps([asdict(k) for k in attempt.knobs]), attempt.error, attempt.notes))
         attempt_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
             [(attempt_id, m.metric, m.value, m.unit, json.dumps(dict(m.labels), sort_keys=True))
              for m in attempt.measurements])
+        labels: dict[tuple[tuple[str, str], ...], str] = {}
+        conn.executemany(
+            "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?)",
+            [(attempt_id, p.series,
+              labels.setdefault(p.labels, json.dumps(dict(p.labels), sort_keys=True)),
+              p.monotonic_seconds, p.wall_unix_seconds, p.value)
+             for p in attempt.samples])
     return attempt_id
+
+
+def load_samples(store: Store, attempt_id: int) -> tuple[SeriesPoint, ...]:
+    """One attempt's sampled series, by series, labels and time."""
+    rows = store.connection.execute(
+        "SELECT series, labels_json, monotonic_seconds, wall_unix_seconds, value FROM samples"
+        " WHERE attempt_id = ? ORDER BY series, labels_json, monotonic_seconds", (attempt_id,))
+    return tuple(SeriesPoint(str(r[0]), tuple(sorted(json.loads(r[1]).items())), float(r[2]),
+                             float(r[3]), None if r[4] is None else float(r[4])) for r in rows)
+
+
+def sample_counts(store: Store, run_id: str) -> dict[int, dict[str, int]]:
+    """attempt id -> {series: stored points} for every attempt of the run that has samples."""
+    counts: dict[int, dict[str, int]] = {}
+    for r in store.connection.execute(
+            "SELECT s.attempt_id, s.series, COUNT(*) FROM samples s JOIN attempts a"
+            " ON a.attempt_id = s.attempt_id WHERE a.run_id = ?"
+            " GROUP BY s.attempt_id, s.series ORDER BY s.attempt_id, s.series", (run_id,)):
+        counts.setdefault(int(r[0]), {})[str(r[1])] = int(r[2])
+    return counts
 
 
 def set_run_status(store: Store, run_id: str, status: RunStatus,
@@ -125,7 +155,8 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
     for r in conn.execute(
             "SELECT attempt_id, job_key, host, attempt_no, status, started_at_unix_seconds,"
             " ended_at_unix_seconds, exit_code, signal, stdout, stderr, stdout_truncated,"
-            " stderr_truncated, fingerprint, knobs_json, error FROM attempts WHERE run_id = ?"
+            " stderr_truncated, fingerprint, knobs_json, error, notes FROM attempts"
+            " WHERE run_id = ?"
             " ORDER BY attempt_id", (run_id,)):
         knobs = tuple(KnobState(**k) for k in json.loads(r[14]))
         attempt = Attempt(
@@ -133,7 +164,7 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
             started_at_unix_seconds=r[5], ended_at_unix_seconds=r[6], exit_code=r[7],
             signal=r[8], stdout=r[9], stderr=r[10], stdout_truncated=bool(r[11]),
             stderr_truncated=bool(r[12]), fingerprint=r[13], knobs=knobs, error=r[15],
-            measurements=tuple(results.get(int(r[0]), ())))
+            measurements=tuple(results.get(int(r[0]), ())), notes=r[16])
         out.append(StoredAttempt(int(r[0]), attempt))
     return tuple(out)
 

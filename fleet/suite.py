@@ -18,6 +18,7 @@ import yaml
 from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
 from fleet.model import Assignment, ParamValue, Requirements, Spread
+from fleet.sampling_config import DEFAULT_SAMPLING, SamplingConfig, parse_sampling
 from fleet.workloads import FAMILIES, Family
 from fleet.workloads.base import Node, ParamSpec, Workload
 
@@ -30,10 +31,10 @@ _SECTION_KINDS: Mapping[str, AxisKind] = {"params": "param", "knobs": "knob", "v
 
 
 TOP_KEYS = ("schema_version", "name", "description", "workloads", "repetitions",
-            "timeout_seconds", "spread", "requires")
+            "timeout_seconds", "spread", "requires", "sampling")
 ENTRY_KEYS = ("name", "type", "description", "params", "knobs", "variant", "axes", "include",
               "exclude", "requires", "requires_when", "repetitions", "timeout_seconds",
-              "estimate_seconds", "spread")
+              "estimate_seconds", "spread", "sampling")
 REQUIRE_KEYS = ("min_numa_nodes", "min_cpus", "min_memory_gib", "kvm", "iommu", "hugepages_1g",
                 "groups", "hosts")
 
@@ -76,6 +77,7 @@ class WorkloadEntry:
     estimate_seconds: float | None
     spread: Spread
     where: str
+    sampling: SamplingConfig = DEFAULT_SAMPLING
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class _Defaults:
     spread: Spread
     requires: Requirements
     requires_where: str | None  # where suite-level hosts: was given
+    sampling: SamplingConfig
 
 
 def load_suite(path: Path) -> Suite:
@@ -167,8 +170,7 @@ def _defaults(items: Mapping[str, Node]) -> _Defaults:
         spread=_spread(items.get("spread"), "every"),
         requires=parse_requirements(requires) if requires else Requirements(),
         requires_where=requires.where if requires and "hosts" in requires.mapping("requires")
-        else None,
-    )
+        else None, sampling=parse_sampling(items.get("sampling"), DEFAULT_SAMPLING))
 
 
 def _repetitions(node: Node | None, default: int) -> int:
@@ -218,7 +220,6 @@ def parse_requirements(node: Node, *, allow_hosts: bool = True) -> Requirements:
     )
 
 
-
 # ---- one workload entry ---------------------------------------------------------------------
 
 
@@ -246,7 +247,7 @@ def _entry(node: Node, defaults: _Defaults) -> WorkloadEntry:
         estimate_seconds=items["estimate_seconds"].number("estimate_seconds", minimum=0)
         if "estimate_seconds" in items else None,
         spread=_spread(items.get("spread"), defaults.spread), where=node.where,
-    )
+        sampling=parse_sampling(items.get("sampling"), defaults.sampling))
 
 
 def _family(node: Node) -> Family:

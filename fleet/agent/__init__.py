@@ -1,6 +1,7 @@
 """The fleet agent: one long-lived process per host, spoken to over one channel.
 
-``runner.py`` is the HOST side (stdlib only, python3 >= 3.8, shipped as source text);
+``runner.py`` is the HOST side (stdlib only, python3 >= 3.8, shipped as source text with
+``host_files.py`` and ``sampler.py``);
 ``session.py`` is the controller side (AgentSession); ``protocol.py`` is the pure message layer.
 """
 
@@ -9,6 +10,7 @@ from fleet.agent.protocol import (
     FileContent,
     Hello,
     RunOutcome,
+    SampleSpec,
     WriteOutcome,
 )
 from fleet.agent.session import AgentSession
@@ -19,5 +21,6 @@ __all__ = [
     "FileContent",
     "Hello",
     "RunOutcome",
+    "SampleSpec",
     "WriteOutcome",
 ]

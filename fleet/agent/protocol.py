@@ -13,7 +13,12 @@ host side; PROTOCOL_VERSION must be equal in both (the controller refuses any ot
     ping                {id}                        -> pong        {id, monotonic_seconds,
                                                                     wall_seconds}
     run                 {id, argv, env|null, cwd|null, timeout_seconds, kill_grace_seconds,
-                         stdout_cap_bytes, stderr_cap_bytes}
+                         stdout_cap_bytes, stderr_cap_bytes, sample: SampleSpec|null}
+                                                    -> sample*     {id, seq, monotonic_seconds,
+                                                                    wall_seconds, pids, files,
+                                                                    missed, final, errors?,
+                                                                    kmsg?, sample_seconds,
+                                                                    agent_cpu_seconds}
                                                     -> run_result  {id, RunOutcome fields}
     read                {id, paths, max_bytes}      -> read_result {id, files: [FileContent]}
     write               {id, path, value}           -> write_result {id, WriteOutcome fields}
@@ -21,6 +26,13 @@ host side; PROTOCOL_VERSION must be equal in both (the controller refuses any ot
                                                                     killed first, and its
                                                                     run_result sent first)
     any bad request                                 -> error       {id|null, message}
+
+With a ``sample`` spec (version 2) the agent samples while the child runs, unasked: one
+"sample" (same id as the run) as the child starts, one per ``interval_seconds`` at absolute
+deadlines (``missed`` counts the deadlines it could not keep), and a ``final`` one when the
+child's exit is seen, all before the run_result. fleet/agent/sampler.py says what a sample
+holds (``files``: per key the whole text, the changed lines, or null); fleet/sampling_decode.py
+reads it back. ``agent_cpu_seconds`` is the agent's own CPU time so far (user + system).
 
 One run at a time per agent (a second one is refused with "busy"); ping, read and write are
 answered while a run is in progress. What the agent guarantees on the host: argv goes to exec
@@ -44,7 +56,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 AGENT_NAME = "fleet-agent"
 
 T = TypeVar("T")
@@ -58,6 +70,17 @@ class ProtocolError(ValueError):
 
 
 @dataclass(frozen=True)
+class SampleSpec:
+    """What to sample while a child runs (host paths are under ``root``)."""
+
+    interval_seconds: float  # >= 0.1
+    kvm_stats: tuple[str, ...] = ()  # file names in <root>/sys/kernel/debug/kvm
+    kmsg: bool = True  # new /dev/kmsg records
+    processes: bool = True  # numa_maps and status of the child's process tree
+    root: str = "/"
+
+
+@dataclass(frozen=True)
 class RunRequest:
     argv: tuple[str, ...]
     timeout_seconds: float
@@ -66,6 +89,7 @@ class RunRequest:
     stderr_cap_bytes: int
     env: Mapping[str, str] | None = None  # added to the agent's environment
     cwd: str | None = None
+    sample: SampleSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +236,15 @@ class ErrorReply:
     message: str
 
 
-Reply = Pong | RunReply | ReadReply | WriteReply | Bye | ErrorReply
+@dataclass(frozen=True)
+class SampleReply:
+    """One sample of a running child; ``body`` is the message as sent (see sampling_decode)."""
+
+    request_id: int
+    body: Mapping[str, Any]
+
+
+Reply = Pong | RunReply | ReadReply | WriteReply | Bye | ErrorReply | SampleReply
 
 
 # ---- encoding -----------------------------------------------------------------------------
@@ -223,9 +255,16 @@ def encode_request(request_id: int, request: Request) -> str:
     body: dict[str, Any] = {"type": _REQUEST_TYPES[type(request)], "id": request_id}
     for name in _field_names(typing.cast(type, type(request))):
         value = getattr(request, name)
+        if value is None and name in _OMITTED_WHEN_NONE:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
         body[name] = dict(value) if isinstance(value, Mapping) else (
             list(value) if isinstance(value, tuple) else value)
     return _encoder().encode(body) + "\n"
+
+
+_OMITTED_WHEN_NONE = frozenset({"sample"})  # added in version 2: absent means none
 
 
 @functools.cache
@@ -257,19 +296,10 @@ def decode_reply(line: str) -> Reply:
             raise ProtocolError(f"error reply with a bad id: {_excerpt(line)}")
         return ErrorReply(rid, _checked(message.get("message"), str, "error.message"))
     rid = _int(message.get("id"), f"{kind}.id")
-    if kind == "pong":
-        return Pong(rid, _float(message.get("monotonic_seconds"), "pong.monotonic_seconds"),
-                    _float(message.get("wall_seconds"), "pong.wall_seconds"))
-    if kind == "run_result":
-        return RunReply(rid, _build(RunOutcome, message))
-    if kind == "read_result":
-        return ReadReply(rid, _converter(tuple[FileContent, ...])(message.get("files"),
-                                                        "read_result.files"))
-    if kind == "write_result":
-        return WriteReply(rid, _build(WriteOutcome, message))
-    if kind == "bye":
-        return Bye(rid)
-    raise ProtocolError(f"unknown reply type in {_excerpt(line)}")
+    build = _REPLY_BUILDERS.get(str(kind))
+    if build is None:
+        raise ProtocolError(f"unknown reply type in {_excerpt(line)}")
+    return build(rid, message)
 
 
 def _object(line: str) -> dict[str, Any]:
@@ -354,3 +384,14 @@ def _float(value: Any, where: str) -> float:
         return float(value)
     raise _wrong(value, where, "float")
 
+
+_REPLY_BUILDERS: dict[str, Callable[[int, dict[str, Any]], Reply]] = {
+    "pong": lambda rid, m: Pong(rid, _float(m.get("monotonic_seconds"), "pong.monotonic_seconds"),
+                                _float(m.get("wall_seconds"), "pong.wall_seconds")),
+    "run_result": lambda rid, m: RunReply(rid, _build(RunOutcome, m)),
+    "read_result": lambda rid, m: ReadReply(
+        rid, _converter(tuple[FileContent, ...])(m.get("files"), "read_result.files")),
+    "write_result": lambda rid, m: WriteReply(rid, _build(WriteOutcome, m)),
+    "sample": SampleReply,
+    "bye": lambda rid, m: Bye(rid),
+}

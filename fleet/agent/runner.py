@@ -1,9 +1,11 @@
 """fleet-agent: the long-lived program that runs ON a host, one per host, over one SSH channel.
 
-Stdlib only, python3 >= 3.8: fleet/agent/session.py ships this text to a constant bootstrap that
-exec()s it and calls ``main()``. fleet/agent/protocol.py documents the messages and what the
-agent guarantees (process groups, timeouts, stdin EOF); PROTOCOL_VERSION is equal in both.
-One thread: a selector over stdin, the child's pipes and a SIGCHLD wakeup pipe.
+Stdlib only, python3 >= 3.8: fleet/agent/session.py ships this text, followed by the texts of
+host_files.py and sampler.py, to a constant bootstrap that exec()s them and calls ``main()``.
+fleet/agent/protocol.py documents the messages and what the agent guarantees (process groups,
+timeouts, stdin EOF); PROTOCOL_VERSION is equal in both.
+One thread: a selector over stdin, the child's pipes and a SIGCHLD wakeup pipe; a run with a
+``sample`` spec is sampled from the same loop, at the sampler's deadlines.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ import sys
 import time
 from typing import Any
 
-PROTOCOL_VERSION = 1
+if __name__ != "fleet_agent":  # imported as a package module; shipped, their texts follow
+    from fleet.agent.host_files import read_files, write_file
+    from fleet.agent.sampler import Sampler, SampleSpecError, check_spec
+
+PROTOCOL_VERSION = 2
 AGENT_NAME = "fleet-agent"
 DRAIN_SECONDS = 1.0  # once the child is reaped, how long leftovers may keep its pipes open
 SAFETY_WAKEUP_SECONDS = 0.5  # the selector never sleeps longer than this while a child runs
@@ -178,40 +184,6 @@ def run_result(req: dict[str, Any], started: tuple[float, float], ended: tuple[f
     return result
 
 
-def read_files(paths: list[str], max_bytes: int) -> list[dict[str, Any]]:
-    files: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
-        except OSError as e:
-            files.append(dict(_os_error(path, e), text=None, truncated=False))
-            continue
-        files.append({"path": path, "text": data[:max_bytes].decode("utf-8", errors="replace"),
-                      "truncated": len(data) > max_bytes, "errno": None, "error": None})
-    return files
-
-
-def _os_error(path: str, e: OSError) -> dict[str, Any]:
-    return {"path": path, "errno": e.errno, "error": e.strerror or str(e)}
-
-
-def write_file(path: str, value: str) -> dict[str, Any]:
-    """Write ``value`` in one write(2) to an EXISTING file (knobs: no O_CREAT, truncated)."""
-    data = value.encode("utf-8")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        try:
-            written = os.write(fd, data)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        return _os_error(path, e)
-    if written != len(data):
-        return {"path": path, "errno": None, "error": f"wrote {written} of {len(data)} bytes"}
-    return {"path": path, "errno": None, "error": None}
-
-
 class Agent:
     """The event loop: requests from stdin, one child, replies on stdout."""
 
@@ -220,6 +192,7 @@ class Agent:
         self.encoder = json.JSONEncoder(separators=(",", ":"))  # built once: emit is hot
         self.inbuf = bytearray()
         self.run: Run | None = None
+        self.sampler: Sampler | None = None
         self.stdin_open = True
         self.shutdown_id: Any = None
         self.done = False
@@ -235,9 +208,15 @@ class Agent:
                    "hostname": os.uname().nodename, "monotonic_seconds": time.monotonic(),
                    "wall_seconds": time.time()})
         while not self.done:
-            timeout = self.run.wake_in(time.monotonic()) if self.run else None
+            now = time.monotonic()
+            timeout = self.run.wake_in(now) if self.run else None
+            if self.sampler is not None and timeout is not None:
+                timeout = min(timeout, self.sampler.wake_in(now))
             for key, _ in self.sel.select(timeout):
                 key.data(key.fd)
+            if self.sampler is not None and self.run is not None and self.run.ended is None \
+                    and time.monotonic() >= self.sampler.due:
+                self.emit(self.sampler.sample(time.monotonic(), self.run.req["id"]))
             if self.run is not None:
                 self._step_run()
             if not self.stdin_open and self.run is None:
@@ -314,6 +293,10 @@ class Agent:
         for key in ("timeout_seconds", "kill_grace_seconds", "stdout_cap_bytes",
                     "stderr_cap_bytes"):
             _get(req, key, (int,) if key.endswith("_bytes") else (int, float), minimum=0)
+        try:
+            spec = None if req.get("sample") is None else check_spec(req["sample"])
+        except SampleSpecError as e:
+            raise RequestError(str(e)) from None
         started, started_wall = time.monotonic(), time.time()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -325,6 +308,9 @@ class Agent:
                                  spawn_error=str(e), timed_out=False, cancelled=False))
             return
         self.run = Run(req, proc, started, started_wall)
+        if spec is not None:  # the first sample: as the child starts
+            self.sampler = Sampler(spec, proc.pid, time.monotonic())
+            self.emit(self.sampler.sample(time.monotonic(), req["id"]))
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             assert pipe is not None
             os.set_blocking(pipe.fileno(), False)
@@ -352,6 +338,9 @@ class Agent:
         run.step(now)
         if run.ended is None:
             return
+        if self.sampler is not None:  # the last sample: as the child's exit is seen
+            self.emit(self.sampler.sample(time.monotonic(), run.req["id"], final=True))
+            self.close_sampler()
         for fd in list(run.pipes):  # reaped: what is left in the pipes is there now
             while self._on_pipe(fd):
                 pass
@@ -366,6 +355,11 @@ class Agent:
         if self.shutdown_id is not None:
             self._bye()
 
+    def close_sampler(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
+
     def _bye(self) -> None:
         self.emit({"type": "bye", "id": self.shutdown_id})
         self.done = True
@@ -375,6 +369,7 @@ class Agent:
         if self.run is not None and self.run.ended is None:
             _killpg(self.run.pid, signal.SIGKILL)
             self.run.proc.wait()
+        self.close_sampler()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -1,14 +1,17 @@
 """AgentSession: the controller's end of one host's agent (one stream, one process, one host).
 
 ``start`` opens ONE stream running a constant bootstrap (``AGENT_ARGV``; nothing in it comes
-from user values), sends the agent's source text (fleet/agent/runner.py) through the stream's
-stdin, and checks the agent's hello and protocol version. Every later request is one JSON line
+from user values), sends the agent's source text (fleet/agent/runner.py, then host_files.py and
+sampler.py: ``agent_source``) through the stream's stdin, and checks the agent's hello and
+protocol version. Every later request is one JSON line
 on the same stream, so a case costs a round trip on an open channel, not a new SSH exec.
 
 Threads may share a session: requests are written under a lock and replies are matched by id.
 Whoever waits reads for everyone (one reader at a time; replies for others are handed over),
 so no background thread exists. Runs are serialised (the agent runs one child at a time);
 ``ping``/``read``/``write`` from another thread are answered while a run is in progress.
+A sampled run hands each "sample" message to its ``on_sample`` callback, in order, in the
+thread that reads the stream (one at a time), all before ``run`` returns.
 A dead agent, a broken line or a stuck reply makes the session unusable: every call then
 raises TransportError naming the host, with the tail of the agent's stderr.
 """
@@ -16,13 +19,14 @@ raises TransportError naming the host, with the tail of the agent's stderr.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fleet.agent.protocol import (
     PROTOCOL_VERSION,
@@ -41,6 +45,8 @@ from fleet.agent.protocol import (
     RunOutcome,
     RunReply,
     RunRequest,
+    SampleReply,
+    SampleSpec,
     ShutdownRequest,
     WriteOutcome,
     WriteReply,
@@ -79,6 +85,9 @@ scope["main"]()
 """
 AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
 RUNNER_PATH = Path(__file__).with_name("runner.py")
+SHIPPED_MODULES = ("host_files.py", "sampler.py")  # sent after runner.py, in this order
+_FUTURE_LINE = "from __future__ import annotations\n"
+SampleSink = Callable[[Mapping[str, Any]], None]
 
 DEFAULT_KILL_GRACE_SECONDS = 2.0
 DEFAULT_CAP_BYTES = 1 << 20  # per stream: 512 KiB head + 512 KiB tail
@@ -106,6 +115,7 @@ class AgentSession:
         self._run_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, Reply] = {}
+        self._sample_sinks: dict[int, SampleSink] = {}
         self._reading = False
         self._dead: TransportError | None = None
 
@@ -120,7 +130,7 @@ class AgentSession:
             return self.hello
         if self._dead is not None:
             raise TransportError(self._dead.what, where=self.host_name, hint=self._dead.hint)
-        source = RUNNER_PATH.read_bytes()
+        source = agent_source()
         stream = self._transport.open_stream(AGENT_ARGV)
         self._stream = stream
         with contextlib.suppress(TransportError):  # it ended at once: the readline says why
@@ -187,22 +197,27 @@ class AgentSession:
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS,
             stdout_cap_bytes: int = DEFAULT_CAP_BYTES,
-            stderr_cap_bytes: int = DEFAULT_CAP_BYTES) -> RunOutcome:
+            stderr_cap_bytes: int = DEFAULT_CAP_BYTES, sample: SampleSpec | None = None,
+            on_sample: SampleSink | None = None) -> RunOutcome:
         """Run argv (no shell) in its own session on the host; one run at a time per agent.
 
         The child's failure (exit code, signal, timeout, cannot start) is in the RunOutcome;
-        TransportError means the agent or the connection failed.
+        TransportError means the agent or the connection failed. With ``sample``, every
+        sample message goes to ``on_sample`` (required then) before this returns.
         """
+        if (sample is None) != (on_sample is None):
+            raise TransportError("sample and on_sample go together", where=self.host_name,
+                                 hint="this is a bug in fleet; report it")
         argv = tuple(argv)
         if not argv:
             raise TransportError("cannot run an empty command", where=self.host_name,
                                  hint="pass at least the program name")
         request = RunRequest(argv, float(timeout_seconds), float(kill_grace_seconds),
                              stdout_cap_bytes, stderr_cap_bytes,
-                             dict(env) if env is not None else None, cwd)
+                             dict(env) if env is not None else None, cwd, sample)
         limit = timeout_seconds + kill_grace_seconds + 1.0 + STUCK_MARGIN_SECONDS
         with self._run_lock:
-            return self._call(request, RunReply, limit).outcome
+            return self._call(request, RunReply, limit, on_sample).outcome
 
     def read(self, paths: Sequence[str], *,
              max_bytes: int = DEFAULT_READ_MAX_BYTES) -> tuple[FileContent, ...]:
@@ -225,15 +240,22 @@ class AgentSession:
 
     # ---- the conversation -------------------------------------------------------------------
 
-    def _call(self, request: Request, expected: type[R], timeout_seconds: float) -> R:
+    def _call(self, request: Request, expected: type[R], timeout_seconds: float,
+              on_sample: SampleSink | None = None) -> R:
         stream = self._live_stream()
         request_id = next(self._ids)
-        with self._write_lock:
-            try:
-                stream.write(encode_request(request_id, request))
-            except TransportError:
-                raise self._ended(stream) from None
-        reply = self._await(request_id, time.monotonic() + timeout_seconds, timeout_seconds)
+        if on_sample is not None:
+            self._sample_sinks[request_id] = on_sample
+        try:
+            with self._write_lock:
+                try:
+                    stream.write(encode_request(request_id, request))
+                except TransportError:
+                    raise self._ended(stream) from None
+            reply = self._await(request_id, time.monotonic() + timeout_seconds,
+                                timeout_seconds)
+        finally:
+            self._sample_sinks.pop(request_id, None)
         if isinstance(reply, ErrorReply):
             raise TransportError(f"the agent refused a request: {reply.message}",
                                  where=self.host_name, hint="this is a bug in fleet; report it")
@@ -288,6 +310,13 @@ class AgentSession:
         if reply.request_id is None:
             raise self._die(f"the agent could not read a request: {reply}",
                             "this is a bug in fleet; report it")
+        if isinstance(reply, SampleReply):
+            sink = self._sample_sinks.get(reply.request_id)
+            if sink is None:
+                raise self._die(f"a sample for request {reply.request_id}, which asked for none",
+                                "this is a bug in fleet; report it")
+            sink(reply.body)
+            return
         with self._cond:
             self._replies[reply.request_id] = reply
 
@@ -307,6 +336,19 @@ class AgentSession:
         if stream is not None:
             stream.close()
         return TransportError(what, where=self.host_name, hint=hint)
+
+@functools.cache
+def agent_source() -> bytes:
+    """runner.py, then each of SHIPPED_MODULES without its ``__future__`` line (runner.py's
+    covers the whole text; a second one mid-text would be a SyntaxError)."""
+    parts = [RUNNER_PATH.read_text(encoding="utf-8")]
+    for name in SHIPPED_MODULES:
+        text = RUNNER_PATH.with_name(name).read_text(encoding="utf-8")
+        if _FUTURE_LINE not in text:
+            raise ValueError(f"{name} lacks {_FUTURE_LINE.strip()!r}")
+        parts.append(text.replace(_FUTURE_LINE, "", 1))
+    return "\n\n".join(parts).encode("utf-8")
+
 
 def _exit_code(stream: Stream) -> int | None:
     """The stream's exit code, polled for a moment after its output ended (None: still none)."""

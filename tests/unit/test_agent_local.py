@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.agent import AgentSession, RunOutcome
+from fleet.agent import PROTOCOL_VERSION, AgentSession, RunOutcome
 from fleet.errors import TransportError
 from fleet.model import Host
 from fleet.transport.local import LocalTransport
@@ -91,7 +91,7 @@ def in_thread(fn: object) -> tuple[threading.Thread, list[object]]:
 def test_hello_describes_the_agent(agent: AgentSession) -> None:
     hello = agent.hello
     assert hello is not None
-    assert hello.protocol_version == 1 and hello.agent == "fleet-agent"
+    assert hello.protocol_version == 2 and hello.agent == "fleet-agent"
     assert hello.python_version == ".".join(map(str, sys.version_info[:3]))
     assert alive(hello.pid) and hello.pid != os.getpid()
     assert abs(hello.wall_seconds - time.time()) < 60
@@ -131,7 +131,7 @@ def test_other_protocol_version_is_refused(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, f"echo '{HELLO % 99}'; cat >/dev/null")
     with pytest.raises(TransportError, match=r"^me: the agent speaks protocol 99, this fleet "
-                                             r"speaks 1 \(use the same fleet version"):
+                                             r"speaks 2 \(use the same fleet version"):
         AgentSession(local(), host_name="me").start()
 
 
@@ -147,7 +147,7 @@ def test_too_old_python_is_reported_by_the_bootstrap(tmp_path: Path,
 def test_agent_death_names_host_with_its_stderr(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch,
-                f"echo '{HELLO % 1}'; read x; echo 'Traceback: boom' >&2; exit 1")
+                f"echo '{HELLO % PROTOCOL_VERSION}'; read x; echo 'Traceback: boom' >&2; exit 1")
     session = AgentSession(local(), host_name="me")
     session.start()
     with pytest.raises(TransportError) as err:
@@ -161,7 +161,7 @@ def test_agent_death_names_host_with_its_stderr(tmp_path: Path,
 
 def test_stuck_agent_hits_the_controller_deadline(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_python(tmp_path, monkeypatch, f"echo '{HELLO % 1}'; exec sleep 60")
+    fake_python(tmp_path, monkeypatch, f"echo '{HELLO % PROTOCOL_VERSION}'; exec sleep 60")
     session = AgentSession(local(), host_name="me", request_timeout_seconds=0.3)
     session.start()
     started = time.monotonic()

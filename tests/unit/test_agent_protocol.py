@@ -42,7 +42,7 @@ RUN_RESULT = {
 
 
 def test_versions_and_names_agree_on_both_sides() -> None:
-    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 1
+    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 2
     assert runner.AGENT_NAME == protocol.AGENT_NAME
 
 

@@ -24,7 +24,8 @@ PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "fac
         "agent/protocol.py", "guests/qemu.py", "guests/topologies.py", "derive.py",
         "collectors/vmstat.py", "collectors/interrupts.py", "collectors/nodes.py",
         "collectors/numa_maps.py", "collectors/proc_status.py", "collectors/kvm_debugfs.py",
-        "collectors/kvm_stats.py", "collectors/kmsg.py"]
+        "collectors/kvm_stats.py", "collectors/kmsg.py", "sampling.py", "sampling_decode.py",
+        "sampling_derive.py", "sampling_config.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
 

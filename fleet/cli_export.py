@@ -1,0 +1,154 @@
+"""`fleet export serve` and `fleet export text`: the store as Prometheus metrics."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fleet.cli_args import _add_store, _sub
+from fleet.errors import ConfigError
+
+EXIT_OK = 0
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9471
+DEFAULT_LAST_RUNS = 10
+SERVE_EXAMPLE = f"""examples:
+  fleet export serve                               # http://{DEFAULT_HOST}:{DEFAULT_PORT}/metrics
+  fleet export serve --listen 127.0.0.1:0 --store /tmp/fleet.sqlite   # any free port
+  fleet export serve --run r20261125-083000-3f2a --axis-label block_size
+  fleet export serve --listen 0.0.0.0:{DEFAULT_PORT}         # other machines too (explicit)
+
+Exports the {DEFAULT_LAST_RUNS} newest runs (--last N, or --run RUN_ID ...), re-reading the
+store only when something was written to it. Ctrl-C stops it. Point a Prometheus at it with
+a scrape_config (see README, section Prometheus).
+"""
+TEXT_EXAMPLE = """examples:
+  fleet export text RUN_ID --store /tmp/fleet.sqlite
+  fleet export text | promtool check metrics
+"""
+
+
+def build_export_parsers(sub: Any, parser_class: type[argparse.ArgumentParser],
+                         handlers: Mapping[str, Any], default_store: Callable[[], Path]) -> None:
+    export = _sub(sub, "export", "export the store's runs as Prometheus metrics", SERVE_EXAMPLE)
+    export_sub = export.add_subparsers(title="export commands", metavar="COMMAND",
+                                       parser_class=parser_class)
+    serve = _sub(export_sub, "serve", "serve /metrics over HTTP for Prometheus", SERVE_EXAMPLE)
+    serve.add_argument("--listen", metavar="[HOST:]PORT", default=None,
+                       help=f"address to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}; a "
+                            "non-loopback HOST must be given here explicitly)")
+    _add_selection(serve, default_last=DEFAULT_LAST_RUNS)
+    _add_store(serve, default_store)
+    serve.set_defaults(handler=handlers["export serve"])
+    text = _sub(export_sub, "text", "print the metrics exposition (for promtool, debugging)",
+                TEXT_EXAMPLE)
+    text.add_argument("run_id", metavar="RUN_ID", nargs="?", default=None,
+                      help="only this run (default: the newest runs, see --last)")
+    _add_selection(text, default_last=DEFAULT_LAST_RUNS)
+    _add_store(text, default_store)
+    text.set_defaults(handler=handlers["export text"])
+
+
+def _add_selection(parser: argparse.ArgumentParser, *, default_last: int) -> None:
+    parser.add_argument("--run", action="append", default=[], metavar="RUN_ID",
+                        help="export this run (repeatable; default: the newest runs)")
+    parser.add_argument("--last", type=int, default=default_last, metavar="N",
+                        help="without --run: export the N newest runs (default %(default)s;"
+                             " 0: all)")
+    parser.add_argument("--axis-label", action="append", default=[], metavar="AXIS",
+                        help="add this case parameter as a label axis_<AXIS> on "
+                             "fleet_workload_result (repeatable, at most 4)")
+
+
+def parse_listen(text: str | None) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); None: the loopback default."""
+    if text is None:
+        return DEFAULT_HOST, DEFAULT_PORT
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HOST
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"--listen {text!r} is not [HOST:]PORT", where="fleet export serve",
+                          hint=f"e.g. --listen {DEFAULT_HOST}:{DEFAULT_PORT}, or a port alone")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _selection(args: argparse.Namespace, run_ids: list[str]) -> Any:
+    from fleet.export.catalogue import MAX_AXIS_LABELS
+    from fleet.export.prometheus import Selection
+
+    if len(args.axis_label) > MAX_AXIS_LABELS:
+        raise ConfigError(f"{len(args.axis_label)} --axis-label given, at most "
+                          f"{MAX_AXIS_LABELS}", where="fleet export",
+                          hint="every label multiplies nothing but makes series wider; pick the"
+                               " axes your dashboards group by")
+    if args.last < 0:
+        raise ConfigError("--last must be >= 0", where="fleet export", hint="0 exports all runs")
+    return Selection(tuple(run_ids), args.last or None, tuple(args.axis_label))
+
+
+def cmd_export_text(args: argparse.Namespace) -> int:
+    from fleet.export.prometheus import exposition_text
+    from fleet.export.store_reader import open_read_only
+
+    run_ids = [*([args.run_id] if args.run_id else []), *args.run]
+    selection = _selection(args, run_ids)
+    with open_read_only(args.store) as store:
+        text = exposition_text(store, selection)
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_export_serve(args: argparse.Namespace) -> int:
+    from fleet.export.prometheus import StoreCollector, start_server
+    from fleet.export.store_reader import open_read_only
+
+    host, port = parse_listen(args.listen)
+    selection = _selection(args, args.run)
+    with open_read_only(args.store) as store:
+        collector = StoreCollector(store, selection)
+        collector.refresh()
+        server = start_server(collector, host, port)
+        if not is_loopback(host):
+            sys.stderr.write(f"fleet: warning: serving on {host}, not loopback: anyone who can "
+                             "reach it can read the exported results\n")
+        sys.stdout.write(f"serving {server.url} (store {args.store}); Ctrl-C stops\n")
+        sys.stdout.flush()
+        try:
+            _wait_for_stop()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+    sys.stderr.write("fleet: exporter stopped\n")
+    return EXIT_OK
+
+
+def _wait_for_stop() -> None:
+    """Until Ctrl-C (KeyboardInterrupt) or SIGTERM."""
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while not stop.wait(timeout=3600.0):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

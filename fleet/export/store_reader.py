@@ -1,0 +1,162 @@
+"""Read-only bulk reads of the store for exporting: no stdout/stderr, one query per table.
+
+The store is opened read-only (``mode=ro``): exporting never creates, migrates or writes a
+store. ``data_version`` tells whether anyone committed since the last read on this
+connection, so a caller can keep a snapshot until the store changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.errors import StoreError
+from fleet.runs import Attempt, JobKey, RunInfo, StoredAttempt
+from fleet.store import SCHEMA_VERSION, Store
+from fleet.store_runs import list_runs
+
+FIRST_RUNS_SCHEMA = 2  # migration 2 created runs, attempts and results
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One stored result of a completed attempt."""
+
+    case_id: str
+    repetition: int
+    host: str
+    metric: str
+    value: float | None
+    unit: str
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RunStatic:
+    """What a run fixes when it is created: its jobs, skips and cases."""
+
+    jobs: tuple[JobKey, ...]
+    skipped: tuple[tuple[str, str], ...]  # (case_id, reason)
+    cases: tuple[tuple[str, str, str], ...]  # (case_id, workload, params as JSON)
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Attempts (without outputs) and results of completed attempts stored after a watermark."""
+
+    attempts: tuple[tuple[str, StoredAttempt], ...]  # (run_id, attempt)
+    results: tuple[tuple[str, ResultRow], ...]  # (run_id, result)
+    last_attempt_id: int  # the new watermark
+
+
+def open_read_only(path: Path) -> Store:
+    """A read-only Store whose connection may be used from any thread (one at a time)."""
+    if not path.is_file():
+        raise StoreError("no store here", where=str(path),
+                         hint="pass the store `fleet run` wrote with --store, or set FLEET_STORE")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               isolation_level=None, timeout=30.0, check_same_thread=False)
+        store = Store(path, conn)
+        version = store.schema_version()
+    except sqlite3.Error as exc:
+        raise StoreError(f"not a readable fleet store: {exc}", where=str(path),
+                         hint="pass another file with --store") from exc
+    if not FIRST_RUNS_SCHEMA <= version <= SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(f"store schema version {version} cannot be exported (this fleet "
+                         f"reads {FIRST_RUNS_SCHEMA}..{SCHEMA_VERSION})", where=str(path),
+                         hint="run any `fleet run` on it to migrate it, or upgrade fleet")
+    return store
+
+
+def data_version(store: Store) -> int:
+    """Changes whenever another connection commits to the store."""
+    return int(store.connection.execute("PRAGMA data_version").fetchone()[0])
+
+
+def select_runs(store: Store, run_ids: Sequence[str], last: int | None) -> tuple[RunInfo, ...]:
+    """The runs named (unknown ids are errors), else the ``last`` newest (None: all)."""
+    runs = list_runs(store)
+    if run_ids:
+        by_id = {r.run_id: r for r in runs}
+        for run_id in run_ids:
+            if run_id not in by_id:
+                known = ", ".join(r.run_id for r in runs[-5:]) or "none"
+                raise StoreError(f"no run {run_id!r} in the store", where=str(store.path),
+                                 hint=f"`fleet runs` lists runs; latest: {known}")
+        return tuple(by_id[r] for r in dict.fromkeys(run_ids))
+    return runs if last is None else runs[-last:] if last > 0 else ()
+
+
+def runs_by_status(store: Store) -> tuple[tuple[str, int], ...]:
+    rows = store.connection.execute("SELECT status, COUNT(*) FROM runs GROUP BY status")
+    return tuple(sorted((str(st), int(n)) for st, n in rows))
+
+
+def read_static(store: Store, run_id: str) -> RunStatic:
+    conn = store.connection
+    jobs = tuple(JobKey.parse(r[0]) for r in conn.execute(
+        "SELECT job_key FROM run_jobs WHERE run_id = ? ORDER BY position", (run_id,)))
+    skipped = tuple((str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT case_id, reason FROM run_skips WHERE run_id = ? ORDER BY rowid", (run_id,)))
+    cases = tuple((str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT case_id, workload, params_json FROM run_cases WHERE run_id = ? ORDER BY rowid",
+        (run_id,)))
+    return RunStatic(jobs, skipped, cases)
+
+
+def read_increment(store: Store, run_ids: Sequence[str], after_attempt_id: int) -> Increment:
+    """Attempts of these runs with an id above the watermark, and their results (completed
+    attempts only). Attempts are written with their results in one transaction and never
+    change, so a watermark on attempt_id sees each exactly once."""
+    conn = store.connection
+    marks = ",".join("?" * len(run_ids))
+    if not run_ids:
+        return Increment((), (), after_attempt_id)
+    attempts = tuple(_attempts(conn, marks, (*run_ids, after_attempt_id)))
+    results = _results(conn, marks, (*run_ids, after_attempt_id))
+    last = max((a.attempt_id for _, a in attempts), default=after_attempt_id)
+    return Increment(attempts, results, last)
+
+
+def _attempts(conn: sqlite3.Connection, marks: str,
+              params: tuple[object, ...]) -> list[tuple[str, StoredAttempt]]:
+    """Attempts without their outputs, knobs or measurements (summaries need none of them)."""
+    out = []
+    for r in conn.execute(
+            "SELECT attempt_id, run_id, job_key, host, attempt_no, status,"  # noqa: S608
+            " started_at_unix_seconds, ended_at_unix_seconds, exit_code, signal, fingerprint,"
+            f" error FROM attempts WHERE run_id IN ({marks}) AND attempt_id > ?"
+            " ORDER BY attempt_id", params):
+        attempt = Attempt(
+            run_id=r[1], job=JobKey.parse(r[2]), host=r[3], attempt_no=r[4], status=r[5],
+            started_at_unix_seconds=r[6], ended_at_unix_seconds=r[7], exit_code=r[8],
+            signal=r[9], stdout="", stderr="", stdout_truncated=False, stderr_truncated=False,
+            fingerprint=r[10], error=r[11])
+        out.append((str(r[1]), StoredAttempt(int(r[0]), attempt)))
+    return out
+
+
+def _results(conn: sqlite3.Connection, marks: str,
+             params: tuple[object, ...]) -> tuple[tuple[str, ResultRow], ...]:
+    """Results of completed attempts, in the order they were stored."""
+    rows = []
+    labels_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+    for run_id, job_key, host, metric, value, unit, labels_json in conn.execute(
+            "SELECT a.run_id, a.job_key, a.host, r.metric, r.value, r.unit,"  # noqa: S608
+            " r.labels_json FROM results r JOIN attempts a ON a.attempt_id = r.attempt_id"
+            f" WHERE a.run_id IN ({marks}) AND a.attempt_id > ? AND a.status = 'completed'"
+            " ORDER BY r.rowid", params):
+        labels = labels_cache.get(labels_json)
+        if labels is None:
+            labels = tuple(sorted((str(k), str(v)) for k, v in json.loads(labels_json).items()))
+            labels_cache[labels_json] = labels
+        case_id, repetition, _ = str(job_key).split("/", 2)
+        rows.append((str(run_id), ResultRow(case_id, int(repetition), str(host), str(metric),
+                                            None if value is None else float(value), str(unit),
+                                            labels)))
+    return tuple(rows)

@@ -1,0 +1,226 @@
+"""A real Prometheus scrapes `fleet export serve` over a store holding a real `fleet run`.
+
+Values read back through Prometheus' HTTP API must equal the store's exactly (per case, host
+and repetition), and the operational counters must equal `fleet show --json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from fleet.export.catalogue import WORKLOAD_RESULT, lookup
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = "/usr/bin/prometheus"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout_seconds: float = 60.0) -> T:
+    """probe() until it returns something; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    return int(process.returncode)
+
+
+def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300, check=False)
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{q}", timeout=10) as response:
+            data = json.load(response)
+        assert data["status"] == "success", data
+        result: list[dict[str, Any]] = data["data"]["result"]
+        return result
+
+
+def start_prometheus(tmp_path: Path, target: str) -> tuple[subprocess.Popen[bytes], Prometheus]:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: fleet\n"
+        "    scrape_interval: 1s\n"
+        "    scrape_timeout: 1s\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n")
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return process, Prometheus(f"http://127.0.0.1:{port}")
+
+
+def _ready(prometheus: Prometheus, process: subprocess.Popen[bytes]) -> bool | None:
+    if process.poll() is not None:
+        pytest.fail(f"prometheus exited with {process.returncode} before it was ready")
+    try:
+        with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:
+            return True if response.status == 200 else None
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def real_run(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A store with one real quickstart run, and `fleet show --json` of it."""
+    store = tmp_path / "fleet.sqlite"
+    done = fleet("run", "benchmarks/quickstart.yml", "-i", "inventories/local.yml",
+                 "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(fleet("runs", "--json", "--store", str(store)).stdout)["runs"]
+    shown = fleet("show", runs[0]["run_id"], "--json", "--store", str(store))
+    assert shown.returncode == 0, shown.stderr
+    return store, json.loads(shown.stdout)
+
+
+@pytest.fixture
+def exporter(real_run: tuple[Path, dict[str, Any]]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`fleet export serve` on a free loopback port; yields (host:port, process)."""
+    store, _ = real_run
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleet", "export", "serve", "--listen", "127.0.0.1:0",
+         "--store", str(store)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()  # "serving http://127.0.0.1:PORT/metrics (...)"
+        assert line.startswith("serving http://127.0.0.1:"), line + process.stderr.read()
+        yield line.split("http://", 1)[1].split("/", 1)[0], process
+    finally:
+        stop(process, signal.SIGINT)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, exporter: tuple[str, subprocess.Popen[str]]) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the exporter every second; always stopped."""
+    assert shutil.which(PROMETHEUS), "prometheus missing: run scripts/bootstrap"
+    home = tmp_path / "prometheus"
+    home.mkdir()
+    process, server = start_prometheus(home, exporter[0])
+    try:
+        poll("prometheus /-/ready", lambda: _ready(server, process))
+        yield server
+    finally:
+        stop(process)
+
+
+def stored_values(shown: dict[str, Any]) -> tuple[dict[tuple[str, tuple[str, ...]], float], int]:
+    """(family, (case_id, host, repetition, metric label, node)) -> value of every result of a
+    completed attempt, per the catalogue; and how many results had no value."""
+    want: dict[tuple[str, tuple[str, ...]], float] = {}
+    missing = 0
+    for a in shown["attempts"]:
+        if a["status"] != "completed":
+            continue
+        for m in a["measurements"]:
+            if m["value"] is None:
+                missing += 1
+                continue
+            entry = lookup(m["metric"], m["unit"], tuple(sorted(m["labels"].items())))
+            metric = m["metric"] if entry is WORKLOAD_RESULT else ""
+            key = (a["case_id"], a["host"], str(a["repetition"]), metric,
+                   m["labels"].get("node", ""))
+            want[(entry.name, key)] = m["value"]
+    return want, missing
+
+
+def _scraped(prometheus: Prometheus) -> list[dict[str, Any]] | None:
+    got = prometheus.query('fleet_jobs{job="fleet"}')
+    return got or None
+
+
+@pytest.mark.integration
+def test_prometheus_reads_back_exactly_what_the_store_holds(
+        prometheus: Prometheus, real_run: tuple[Path, dict[str, Any]],
+        exporter: tuple[str, subprocess.Popen[str]]) -> None:
+    _, shown = real_run
+    run_id = shown["run"]["run_id"]
+    poll("a scrape of the exporter", lambda: _scraped(prometheus))
+    assert [r["value"][1] for r in prometheus.query('up{job="fleet"}')] == ["1"]
+
+    want, missing = stored_values(shown)
+    got = {}
+    for family in sorted({name for name, _ in want}):
+        for r in prometheus.query(f'{family}{{run_id="{run_id}"}}'):
+            labels = r["metric"]
+            key = (labels["case_id"], labels["host"], labels["repetition"],
+                   labels.get("metric", ""), labels.get("node", ""))
+            got[(family, key)] = float(r["value"][1])
+    # 4 cases x 2 repetitions x 3 dd metrics, and the sampler's metrics of the same attempts
+    assert sum(1 for name, _ in want if name == "fleet_workload_result") == 24
+    assert len(want) > 24 and missing > 0
+    assert {"fleet_tlb_shootdowns_per_second", "fleet_secondary_page_tables_growth_bytes",
+            "fleet_sampler_samples"} <= {name for name, _ in want}
+    print(f"compared {len(want)} series through Prometheus; {missing} results without value")
+    assert got == want  # exact: Prometheus keeps float64, the exporter prints repr()
+
+    def one(promql: str) -> float:
+        result = prometheus.query(promql)
+        assert len(result) == 1, (promql, result)
+        return float(result[0]["value"][1])
+
+    jobs = shown["run"]["jobs"]
+    assert one(f'fleet_jobs{{run_id="{run_id}"}}') == jobs["total"] == 8
+    assert one(f'fleet_jobs_completed_total{{run_id="{run_id}"}}') == jobs["completed"]
+    assert one(f'fleet_jobs_failed_total{{run_id="{run_id}"}}') == jobs["failed"]
+    assert one(f'fleet_jobs_not_run{{run_id="{run_id}"}}') == jobs["not_run"]
+    assert one(f'fleet_cases_skipped_total{{run_id="{run_id}"}}') == len(shown["run"]["skipped"])
+    attempts = {(r["metric"]["host"], r["metric"]["status"]): float(r["value"][1])
+                for r in prometheus.query(f'fleet_attempts_total{{run_id="{run_id}"}}')}
+    assert attempts == {(h["host"], s): float(n) for h in shown["run"]["hosts"]
+                        for s, n in h["attempts"].items()}
+    assert one(f'fleet_run_info{{run_id="{run_id}",status="{shown["run"]["status"]}"}}') == 1
+    assert one('fleet_runs{status="completed"}') == 1
+    assert one("fleet_store_schema_version") >= 2
+    assert len(prometheus.query(f'fleet_case_info{{run_id="{run_id}"}}')) == 4
+    assert one(f'fleet_results_missing{{run_id="{run_id}"}}') == missing
+
+    _, process = exporter  # Ctrl-C: a clean exit, one line
+    assert stop(process, signal.SIGINT) == 0
+    assert process.stderr is not None
+    assert process.stderr.read() == "fleet: exporter stopped\n"
