@@ -19,7 +19,7 @@ from rich.console import Console
 
 from fleet import __version__
 from fleet.cli_args import build_parser
-from fleet.cli_export import cmd_export_serve, cmd_export_text
+from fleet.cli_export import cmd_export_rules, cmd_export_serve, cmd_export_text
 from fleet.cli_runs import cmd_run, cmd_runs, cmd_show
 from fleet.codec import to_jsonable
 from fleet.errors import FleetError
@@ -252,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lab down": cmd_lab_down, "lab status": cmd_lab_status, "store info": cmd_store_info,
         "run": cmd_run, "runs": cmd_runs, "show": cmd_show,
         "export serve": cmd_export_serve, "export text": cmd_export_text,
+        "export rules": cmd_export_rules,
     }, version=__version__, default_store=default_store_path)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

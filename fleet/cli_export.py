@@ -29,6 +29,13 @@ Exports the {DEFAULT_LAST_RUNS} newest runs (--last N, or --run RUN_ID ...), re-
 store only when something was written to it. Ctrl-C stops it. Point a Prometheus at it with
 a scrape_config (see README, section Prometheus).
 """
+RULES_EXAMPLE = """examples:
+  fleet export rules -o /etc/prometheus/fleet.rules.yml && promtool check rules $_
+  fleet export rules                               # on stdout
+
+Recording rules for the derived comparisons (worst case and average over a run's cases, per
+host and per NUMA node); list the file under rule_files: in prometheus.yml.
+"""
 TEXT_EXAMPLE = """examples:
   fleet export text RUN_ID --store /tmp/fleet.sqlite
   fleet export text | promtool check metrics
@@ -54,6 +61,11 @@ def build_export_parsers(sub: Any, parser_class: type[argparse.ArgumentParser],
     _add_selection(text, default_last=DEFAULT_LAST_RUNS)
     _add_store(text, default_store)
     text.set_defaults(handler=handlers["export text"])
+    rules = _sub(export_sub, "rules", "print or write the Prometheus recording rules",
+                 RULES_EXAMPLE)
+    rules.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                       help="write the rule file here (default: stdout)")
+    rules.set_defaults(handler=handlers.get("export rules", cmd_export_rules))
 
 
 def _add_selection(parser: argparse.ArgumentParser, *, default_last: int) -> None:
@@ -111,6 +123,23 @@ def cmd_export_text(args: argparse.Namespace) -> int:
     with open_read_only(args.store) as store:
         text = exposition_text(store, selection)
     sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_export_rules(args: argparse.Namespace) -> int:
+    from fleet.export.rules import rules_yaml
+
+    text = rules_yaml()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.output.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the rule file: {exc.strerror or exc}",
+                          where=str(args.output),
+                          hint="pick a writable path with -o FILE, or omit -o for stdout") from exc
+    sys.stdout.write(f"wrote {args.output}\n")
     return EXIT_OK
 
 

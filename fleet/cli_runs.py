@@ -60,6 +60,9 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
                      help="seed for the per-host order (default: random, recorded)")
     run.add_argument("--accept-new-host-keys", action="store_true",
                      help="add unknown SSH host keys to known_hosts (changed keys are refused)")
+    run.add_argument("--pushgateway", metavar="URL", default=None,
+                     help="push each completed attempt's results to this Prometheus "
+                          "Pushgateway as it finishes (e.g. http://127.0.0.1:9091)")
     _add_json(run)
     run.set_defaults(handler=handlers["run"])
     runs = _sub(sub, "runs", "list the runs in the store", RUNS_EXAMPLE)
@@ -82,6 +85,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 
     view = _RunView(as_json=args.json)
+    on_event: Callable[[RunEvent], None] = view.event
+    pusher = None
+    if args.pushgateway:
+        from fleet.export.live_push import LivePusher
+
+        pusher = LivePusher(args.pushgateway, _warn)
+        on_event = _both(view.event, pusher.event)
     if args.resume:
         if args.suite is not None or args.seed is not None:
             raise ConfigError("--resume takes no SUITE and no --seed", where="fleet run",
@@ -89,15 +99,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = ResumeRequest(args.resume, args.store,
                                 tuple(map(Path, args.inventory)) if args.inventory else None,
                                 args.limit, args.accept_new_host_keys)
-        report = resume_run(request, on_event=view.event, on_warning=_warn)
+        report = resume_run(request, on_event=on_event, on_warning=_warn)
     else:
         if args.suite is None:
             raise ConfigError("no suite given", where="fleet run",
                               hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
         report = start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
                                       args.seed, args.store, args.accept_new_host_keys),
-                           on_event=view.event, on_warning=_warn)
+                           on_event=on_event, on_warning=_warn)
     view.close()
+    if pusher is not None:
+        sys.stderr.write(f"fleet: {pusher.summary()}\n")
     if not args.json:
         _stdout().print(summary_view(report.summary))
     if report.interrupted:
@@ -105,6 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f" --store {report.store_path}\n")
         return EXIT_INTERRUPTED
     return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
+
+
+def _both(first: Callable[[RunEvent], None],
+          second: Callable[[RunEvent], None]) -> Callable[[RunEvent], None]:
+    def both(event: RunEvent) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def _warn(text: str) -> None:

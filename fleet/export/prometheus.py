@@ -17,19 +17,25 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    generate_latest,
+    push_to_gateway,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from fleet.errors import FleetError
 from fleet.export import catalogue as cat
-from fleet.export.series import LiveExport, Series, sample_line
+from fleet.export.series import LiveExport, Series, attempt_series, sample_line
 from fleet.export.store_reader import (
     data_version,
     read_increment,
@@ -37,6 +43,7 @@ from fleet.export.store_reader import (
     runs_by_status,
     select_runs,
 )
+from fleet.runs import Attempt
 from fleet.store import Store
 
 
@@ -223,3 +230,46 @@ def start_server(collector: StoreCollector, host: str, port: int) -> MetricsServ
 def scrape_once(collector: StoreCollector) -> bytes:
     """One scrape through prometheus_client's renderer, without HTTP (tests, benchmarks)."""
     return generate_latest(registry_for(collector))
+
+
+# ---- pushing live results to a Pushgateway -----------------------------------------------------
+
+PUSH_JOB = "fleet"
+PUSH_TIMEOUT_SECONDS = 5.0
+
+
+class _Fixed(Collector):
+    def __init__(self, families: tuple[Metric, ...]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def push_attempt(url: str, run_id: str, suite: str, attempt: Attempt, workload: str, *,
+                 timeout_seconds: float = PUSH_TIMEOUT_SECONDS) -> int:
+    """PUT one completed attempt's result series (the catalogue's families, as the exporter
+    gives them) to the Pushgateway at ``url``, in the group job=fleet, run_id, case_id, host,
+    repetition: a later attempt of the same job replaces it, no other group is touched.
+    Returns the number of series pushed (0: nothing to push, nothing sent); FleetError, one
+    line, when the gateway cannot be reached or refuses them."""
+    series = attempt_series(run_id, suite, attempt, workload)
+    if not series:
+        return 0
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(to_families(series)))
+    key = {"run_id": run_id, "case_id": attempt.job.case_id, "host": attempt.host,
+           "repetition": str(attempt.job.repetition)}
+    try:
+        push_to_gateway(url, job=PUSH_JOB, registry=registry, grouping_key=key,
+                        timeout=timeout_seconds)
+    except urllib.error.HTTPError as exc:
+        raise FleetError(f"pushgateway refused the results: HTTP {exc.code} {exc.reason}",
+                         where=url, hint="check the gateway's log; the results are in the "
+                                         "store - `fleet export serve` exports them") from exc
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise FleetError(f"cannot push to the pushgateway: {reason}", where=url,
+                         hint="check --pushgateway URL and that the gateway runs; the results "
+                              "are in the store - `fleet export serve` exports them") from exc
+    return len(series)

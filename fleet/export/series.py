@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fleet.execute_events import summarize
 from fleet.export import catalogue as cat
 from fleet.export.store_reader import Increment, ResultRow, RunStatic
-from fleet.runs import RunDetail, RunInfo, StoredAttempt
+from fleet.runs import Attempt, RunDetail, RunInfo, StoredAttempt
 
 Labels = tuple[tuple[str, str], ...]
 RUN_STATUSES = ("running", "completed", "incomplete", "interrupted", "failed")
@@ -135,6 +135,28 @@ class LiveExport:
                              f"# TYPE {entry.name} {entry.type}\n")
                 parts.append("".join(lines[entry.name]))
         return "".join(parts)
+
+
+def attempt_series(run_id: str, suite: str, attempt: Attempt, workload: str) -> list[Series]:
+    """The result series of one attempt, as the exporter gives them once it is stored: none
+    unless it completed, none for a missing value, the first of two identical series."""
+    if attempt.status != "completed":
+        return []
+    job = attempt.job
+    base = (("run_id", run_id), ("suite", suite), ("case_id", job.case_id),
+            ("host", attempt.host), ("repetition", str(job.repetition)))
+    out: dict[tuple[str, Labels], Series] = {}
+    for m in attempt.measurements:
+        if m.value is None:
+            continue
+        labels = tuple(sorted(m.labels))  # as the store gives them back
+        row = ResultRow(job.case_id, job.repetition, attempt.host, m.metric, m.value, m.unit,
+                        labels)
+        entry = cat.lookup(m.metric, m.unit, labels)
+        series = (_sampler(entry, base, row) if entry.source == "sampler"
+                  else _workload(base, row, workload, ()))
+        out.setdefault((entry.name, series.labels), series)
+    return list(out.values())
 
 
 def _sampler(entry: cat.CatalogueEntry, base: Labels, row: ResultRow) -> Series:

@@ -10,99 +10,25 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from prom_fixtures import (
+    PROMETHEUS,
+    ROOT,
+    Prometheus,
+    fleet,
+    poll,
+    ready,
+    start_prometheus,
+    stop,
+)
 
 from fleet.export.catalogue import WORKLOAD_RESULT, lookup
-
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = "/usr/bin/prometheus"
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def poll(what: str, probe: Callable[[], T | None], timeout_seconds: float = 60.0) -> T:
-    """probe() until it returns something; fail with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> int:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-    return int(process.returncode)
-
-
-def fleet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=300, check=False)
-
-
-@dataclass(frozen=True)
-class Prometheus:
-    url: str
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        q = urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{q}", timeout=10) as response:
-            data = json.load(response)
-        assert data["status"] == "success", data
-        result: list[dict[str, Any]] = data["data"]["result"]
-        return result
-
-
-def start_prometheus(tmp_path: Path, target: str) -> tuple[subprocess.Popen[bytes], Prometheus]:
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: fleet\n"
-        "    scrape_interval: 1s\n"
-        "    scrape_timeout: 1s\n"
-        f"    static_configs: [{{targets: ['{target}']}}]\n")
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return process, Prometheus(f"http://127.0.0.1:{port}")
-
-
-def _ready(prometheus: Prometheus, process: subprocess.Popen[bytes]) -> bool | None:
-    if process.poll() is not None:
-        pytest.fail(f"prometheus exited with {process.returncode} before it was ready")
-    try:
-        with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:
-            return True if response.status == 200 else None
-    except OSError:
-        return None
 
 
 @pytest.fixture
@@ -143,7 +69,7 @@ def prometheus(tmp_path: Path, exporter: tuple[str, subprocess.Popen[str]]) -> I
     home.mkdir()
     process, server = start_prometheus(home, exporter[0])
     try:
-        poll("prometheus /-/ready", lambda: _ready(server, process))
+        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
         yield server
     finally:
         stop(process)

@@ -84,3 +84,10 @@ def test_modules_are_small() -> None:
 
 def test_no_util_module() -> None:
     assert not [p for p in MODULES if p.stem in {"util", "utils", "helpers"}]
+
+
+def test_test_file_names_are_unique() -> None:
+    """pytest's default import mode cannot collect two test modules with one basename."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -1,0 +1,177 @@
+"""Shared helpers for integration tests against a real Prometheus (and Pushgateway).
+
+Each process is started on a free loopback port with its own config and data directory under
+the test's tmp_path, and always stopped by the caller's fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = "/usr/bin/prometheus"
+PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout_seconds: float = 60.0) -> T:
+    """probe() until it returns something; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    return int(process.returncode)
+
+
+def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300, check=False)
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+
+    def api(self, path: str, **params: str) -> Any:
+        q = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{q}", timeout=10) as response:
+            data = json.load(response)
+        assert data["status"] == "success", data
+        return data["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api("query", query=promql)["result"]
+        return result
+
+
+def start_prometheus(tmp_path: Path, target: str, *, rule_files: Sequence[Path] = (),
+                     honor_labels: bool = False) -> tuple[subprocess.Popen[bytes], Prometheus]:
+    """Prometheus scraping ``target`` (host:port) every second, job ``fleet``."""
+    config = tmp_path / "prometheus.yml"
+    rules = "".join(f"  - {path}\n" for path in rule_files)
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        + (f"rule_files:\n{rules}" if rules else "")
+        + "scrape_configs:\n"
+        "  - job_name: fleet\n"
+        "    scrape_interval: 1s\n"
+        "    scrape_timeout: 1s\n"
+        + ("    honor_labels: true\n" if honor_labels else "")
+        + f"    static_configs: [{{targets: ['{target}']}}]\n")
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return process, Prometheus(f"http://127.0.0.1:{port}")
+
+
+def ready(url: str, process: subprocess.Popen[bytes], name: str) -> bool | None:
+    """True once GET url/-/ready answers 200; fails the test if the process died."""
+    if process.poll() is not None:
+        pytest.fail(f"{name} exited with {process.returncode} before it was ready")
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+            return True if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def quickstart_run(store: Path, *extra: str) -> dict[str, Any]:
+    """A real quickstart run into ``store`` (extra: more `fleet run` arguments); returns
+    `fleet show --json` of it (and the run's stderr under "_stderr")."""
+    done = fleet("run", "benchmarks/quickstart.yml", "-i", "inventories/local.yml",
+                 "--store", str(store), *extra)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(fleet("runs", "--json", "--store", str(store)).stdout)["runs"]
+    shown = fleet("show", runs[0]["run_id"], "--json", "--store", str(store))
+    assert shown.returncode == 0, shown.stderr
+    detail: dict[str, Any] = json.loads(shown.stdout)
+    detail["_stderr"] = done.stderr
+    return detail
+
+
+@contextmanager
+def serving(store: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`fleet export serve` of ``store`` on a free loopback port: (host:port, process)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleet", "export", "serve", "--listen", "127.0.0.1:0",
+         "--store", str(store)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()  # "serving http://127.0.0.1:PORT/metrics (...)"
+        assert line.startswith("serving http://127.0.0.1:"), line + process.stderr.read()
+        yield line.split("http://", 1)[1].split("/", 1)[0], process
+    finally:
+        stop(process, signal.SIGINT)
+
+
+@contextmanager
+def prometheus_on(home: Path, target: str, *, rule_files: Sequence[Path] = (),
+                  honor_labels: bool = False) -> Iterator[Prometheus]:
+    """A ready Prometheus in ``home`` scraping ``target``; always stopped."""
+    assert shutil.which(PROMETHEUS), "prometheus missing: run scripts/bootstrap"
+    home.mkdir(exist_ok=True)
+    process, server = start_prometheus(home, target, rule_files=rule_files,
+                                       honor_labels=honor_labels)
+    try:
+        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+        yield server
+    finally:
+        stop(process)
+
+
+@contextmanager
+def pushgateway_on(home: Path) -> Iterator[str]:
+    """A ready Pushgateway on a free loopback port, persisting in ``home``: yields host:port."""
+    assert shutil.which(PUSHGATEWAY), "prometheus-pushgateway missing: run scripts/bootstrap"
+    home.mkdir(exist_ok=True)
+    address = f"127.0.0.1:{free_port()}"
+    log = (home / "pushgateway.log").open("wb")
+    process = subprocess.Popen(
+        [PUSHGATEWAY, f"--web.listen-address={address}",
+         f"--persistence.file={home / 'persistence'}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        poll("pushgateway /-/ready", lambda: ready(f"http://{address}", process, "pushgateway"))
+        yield address
+    finally:
+        stop(process)
