@@ -179,7 +179,7 @@ class Node:
         for key, name, _ in pairs:
             if name not in known:
                 raise key.error(f"unknown key {name!r} in {what}",
-                                hint=f"known keys: {', '.join(sorted(known))}")
+                                hint=f"known keys: {', '.join(sorted(set(known)))}")
         items = {name: value for _, name, value in pairs}
         missing = [k for k in required if k not in items]
         if missing:
