@@ -156,21 +156,33 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
         raise
 
 
-def write_record(state_dir: Path, record: LabRecord) -> None:
-    text = json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"
+def write_state_json(state_dir: Path, record: object) -> None:
+    """state.json of either kind of lab (a dataclass record), written atomically, 0600."""
+    text = json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"  # type: ignore[call-overload]
     atomic_write(state_path(state_dir), text, mode=0o600)
+
+
+def read_state_json(state_dir: Path, *, hint: str) -> object | None:
+    """The parsed state.json, or None when there is none; LabError (with ``hint``) if unreadable."""
+    path = state_path(state_dir)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot read lab state: {exc}", where=str(path), hint=hint) from exc
+
+
+def write_record(state_dir: Path, record: LabRecord) -> None:
+    write_state_json(state_dir, record)
 
 
 def recorded_kind(state_dir: Path) -> LabKind | None:
     """Which kind of lab state_dir holds: None (none), "netns" or "vm" (its state.json "kind")."""
     path = state_path(state_dir)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_state_json(state_dir, hint="remove what the lab started by hand, then the file")
+    if raw is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot read lab state: {exc}", where=str(path),
-                       hint="remove what the lab started by hand, then the file") from exc
     kind = raw.get("kind", "netns") if isinstance(raw, dict) else None
     if kind == "netns":
         return "netns"
@@ -182,16 +194,9 @@ def recorded_kind(state_dir: Path) -> LabKind | None:
 
 def read_record(state_dir: Path) -> LabRecord | None:
     """The recorded lab, or None when state_dir holds none."""
-    path = state_path(state_dir)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot read lab state: {exc}", where=str(path),
-                       hint="remove the lab's namespaces by hand (ip netns list) and the file") \
-            from exc
-    return _record_from_json(raw, path)
+    raw = read_state_json(
+        state_dir, hint="remove the lab's namespaces by hand (ip netns list) and the file")
+    return None if raw is None else _record_from_json(raw, state_path(state_dir))
 
 
 def _record_from_json(raw: object, path: Path) -> LabRecord:

@@ -6,13 +6,12 @@ Written before any file or process exists, and again as each QEMU reports its PI
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from fleet.errors import LabError
-from fleet.lab.state import atomic_write, state_path
+from fleet.lab.state import read_state_json, state_path, write_state_json
 
 VM_STATE_FORMAT_VERSION = 1
 
@@ -49,21 +48,16 @@ class VmLabRecord:
 
 
 def write_vm_record(state_dir: Path, record: VmLabRecord) -> None:
-    text = json.dumps(asdict(record), indent=2, sort_keys=True) + "\n"
-    atomic_write(state_path(state_dir), text, mode=0o600)
+    write_state_json(state_dir, record)
 
 
 def read_vm_record(state_dir: Path) -> VmLabRecord | None:
     """The recorded vm lab, or None when state_dir holds no lab at all."""
     path = state_path(state_dir)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_state_json(
+        state_dir, hint="stop the lab's qemu processes by hand, then remove the file")
+    if raw is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot read lab state: {exc}", where=str(path),
-                       hint="stop the lab's qemu processes by hand, then remove the file") \
-            from exc
     try:
         if not isinstance(raw, dict) or raw.get("kind") != "vm" \
                 or raw.get("format_version") != VM_STATE_FORMAT_VERSION:
