@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from fleet.errors import LabError
 from fleet.lab import netns, sshd
+from fleet.lab.cleanup import build_or_clean
 from fleet.lab.files import render_inventory, render_known_hosts
 from fleet.lab.state import (
     AUTHORIZED_KEYS_FILE,
@@ -229,18 +231,9 @@ def _build_or_clean(record: LabRecord, state_dir: Path, ready_timeout_seconds: f
                     hook: ConfigHook | None) -> LabRecord:
     state_dir.mkdir(parents=True, exist_ok=True)
     write_record(state_dir, record)
-    try:
-        return _build(record, state_dir, ready_timeout_seconds, hook)
-    except LabError as exc:
-        _clean_after_failure(record, state_dir, exc)
-        raise
-    except OSError as exc:
-        error = LabError(f"lab setup failed: {exc}", where=str(state_dir))
-        _clean_after_failure(record, state_dir, error)
-        raise error from exc
-    except BaseException as exc:  # e.g. KeyboardInterrupt: still leave nothing behind
-        _clean_after_failure(record, state_dir, exc)
-        raise
+    return build_or_clean("lab", state_dir,
+                          partial(_build, record, state_dir, ready_timeout_seconds, hook),
+                          partial(_clean_after_failure, record, state_dir))
 
 
 def _clean_after_failure(record: LabRecord, state_dir: Path, cause: BaseException) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
-from fleet.errors import LabError
 from fleet.lab import netns, sshd
+from fleet.lab.cleanup import remove_all
 from fleet.lab.state import HostRecord, LabRecord, state_path
 
 
@@ -16,22 +17,9 @@ def remove_lab(record: LabRecord, state_dir: Path) -> tuple[str, ...]:
     Every host is attempted even when another fails; state.json is kept (so `down` can be
     retried) and one LabError names the failures when anything could not be removed.
     """
-    removed: list[str] = []
-    problems: list[str] = []
-    for host in record.hosts:
-        try:
-            removed += _remove_host(host)
-        except (LabError, OSError) as exc:
-            problems.append(f"{host.name}: {exc}")
-    if problems:
-        raise LabError(f"lab {record.lab_id} not fully removed: {'; '.join(problems)}",
-                       where=str(state_dir), hint="fix the cause and run `fleet lab down` again")
-    try:
-        removed += _remove_files(record, state_dir)
-    except OSError as exc:
-        raise LabError(f"cannot remove lab files: {exc}", where=str(state_dir),
-                       hint="fix the cause and run `fleet lab down` again") from exc
-    return tuple(removed)
+    return remove_all(f"lab {record.lab_id}", state_dir,
+                      [(h.name, partial(_remove_host, h)) for h in record.hosts],
+                      partial(_remove_files, record, state_dir))
 
 
 def _remove_host(host: HostRecord) -> list[str]:

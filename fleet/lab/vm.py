@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,7 @@ from fleet.guests.qemu import (
 )
 from fleet.guests.topologies import GuestTopology, known_specs, resolve
 from fleet.lab import sshd, vm_process
+from fleet.lab.cleanup import build_or_clean
 from fleet.lab.files import render_known_hosts
 from fleet.lab.state import (
     CLIENT_KEY_FILE,
@@ -247,18 +249,8 @@ def _plan(topologies: Sequence[GuestTopology], state_dir: Path, image: BootImage
 def _build_or_clean(record: VmLabRecord, build: _Build) -> VmLabRecord:
     state_dir = build.state_dir
     write_vm_record(state_dir, record)
-    try:
-        return _build(record, build)
-    except LabError as exc:
-        clean_after_failure(record, state_dir, exc)
-        raise
-    except OSError as exc:
-        error = LabError(f"vm lab setup failed: {exc}", where=str(state_dir))
-        clean_after_failure(record, state_dir, error)
-        raise error from exc
-    except BaseException as exc:  # e.g. KeyboardInterrupt: still leave nothing behind
-        clean_after_failure(record, state_dir, exc)
-        raise
+    return build_or_clean("vm lab", state_dir, partial(_build, record, build),
+                          partial(clean_after_failure, record, state_dir))
 
 
 def _build(record: VmLabRecord, build: _Build) -> VmLabRecord:

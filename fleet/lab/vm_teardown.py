@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from fleet.errors import LabError
 from fleet.lab import sshd, vm_process
+from fleet.lab.cleanup import remove_all
 from fleet.lab.state import state_path
 from fleet.lab.vm_state import GuestRecord, VmLabRecord, read_vm_record
 
@@ -16,22 +18,9 @@ def remove_vm_lab(record: VmLabRecord, state_dir: Path) -> tuple[str, ...]:
     Every guest is attempted even when another fails; state.json is kept (so `down` can be
     retried) and one LabError names the failures when anything could not be stopped.
     """
-    removed: list[str] = []
-    problems: list[str] = []
-    for guest in record.guests:
-        try:
-            removed += _stop_guest(guest)
-        except (LabError, OSError) as exc:
-            problems.append(f"{guest.name}: {exc}")
-    if problems:
-        raise LabError(f"vm lab {record.lab_id} not fully removed: {'; '.join(problems)}",
-                       where=str(state_dir), hint="fix the cause and run `fleet lab down` again")
-    try:
-        removed += _remove_files(record, state_dir)
-    except OSError as exc:
-        raise LabError(f"cannot remove vm lab files: {exc}", where=str(state_dir),
-                       hint="fix the cause and run `fleet lab down` again") from exc
-    return tuple(removed)
+    return remove_all(f"vm lab {record.lab_id}", state_dir,
+                      [(g.name, partial(_stop_guest, g)) for g in record.guests],
+                      partial(_remove_files, record, state_dir))
 
 
 def clean_after_failure(record: VmLabRecord, state_dir: Path, cause: BaseException) -> None:

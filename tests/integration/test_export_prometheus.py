@@ -7,11 +7,9 @@ and repetition), and the operational counters must equal `fleet show --json`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,11 @@ from typing import Any
 import pytest
 from prom_fixtures import (
     PROMETHEUS,
-    ROOT,
     Prometheus,
     fleet,
     poll,
     ready,
+    serving,
     start_prometheus,
     stop,
 )
@@ -48,17 +46,8 @@ def real_run(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 def exporter(real_run: tuple[Path, dict[str, Any]]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`fleet export serve` on a free loopback port; yields (host:port, process)."""
     store, _ = real_run
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleet", "export", "serve", "--listen", "127.0.0.1:0",
-         "--store", str(store)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        line = process.stdout.readline()  # "serving http://127.0.0.1:PORT/metrics (...)"
-        assert line.startswith("serving http://127.0.0.1:"), line + process.stderr.read()
-        yield line.split("http://", 1)[1].split("/", 1)[0], process
-    finally:
-        stop(process, signal.SIGINT)
+    with serving(store) as served:
+        yield served
 
 
 @pytest.fixture
