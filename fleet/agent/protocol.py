@@ -19,7 +19,8 @@ host side; PROTOCOL_VERSION must be equal in both (the controller refuses any ot
                                                                     missed, final, errors?,
                                                                     kmsg?, sample_seconds,
                                                                     agent_cpu_seconds}
-                                                    -> run_result  {id, RunOutcome fields}
+                                                    -> run_result  {id, RunOutcome fields,
+                                                                    compact: see below}
     read                {id, paths, max_bytes}      -> read_result {id, files: [FileContent]}
     write               {id, path, value}           -> write_result {id, WriteOutcome fields}
     shutdown            {id}                        -> bye         {id} (a running child is
@@ -34,15 +35,21 @@ child's exit is seen, all before the run_result. fleet/agent/sampler.py says wha
 holds (``files``: per key the whole text, the changed lines, or null); fleet/sampling_decode.py
 reads it back. ``agent_cpu_seconds`` is the agent's own CPU time so far (user + system).
 
+A run_result is compact (version 3): a field whose value would be null, false, "" or a zero
+byte count is left out and decodes to that value; ``duration_seconds`` is not sent (it is
+ended minus started monotonic); the four clock readings are always there. Every case pays for
+this message on its critical path, so it stays small.
+
 One run at a time per agent (a second one is refused with "busy"); ping, read and write are
 answered while a run is in progress. What the agent guarantees on the host: argv goes to exec
 as a list (no shell); the child leads its own session (setsid) with stdin from /dev/null; a
 timeout sends SIGTERM to its whole process group, then SIGKILL after kill_grace_seconds; when
-the child exits, whatever it left in its group is SIGKILLed before it is reaped; when stdin
-reaches EOF (controller gone, connection dropped) or the agent gets SIGTERM/SIGHUP, the running
-group is killed and the agent exits. A process that left the group (its own setsid) escapes
-all of this: there are no cgroups here. Unknown reply fields are ignored (additive changes keep
-the version); a missing or mistyped field is a ProtocolError.
+the child exits, whatever it left in its group is SIGKILLed (before its run_result is sent when
+something still holds the child's pipes, right after it otherwise, always before the next
+request is read); when stdin reaches EOF (controller gone, connection dropped) or the agent
+gets SIGTERM/SIGHUP, the running group is killed and the agent exits. A process that left the
+group (its own setsid) escapes all of this: there are no cgroups here. Unknown reply fields are
+ignored (additive changes keep the version); a missing or mistyped field is a ProtocolError.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 AGENT_NAME = "fleet-agent"
 
 T = TypeVar("T")
@@ -252,6 +259,15 @@ Reply = Pong | RunReply | ReadReply | WriteReply | Bye | ErrorReply | SampleRepl
 
 def encode_request(request_id: int, request: Request) -> str:
     """One line (with its newline) of ASCII JSON."""
+    if type(request) is RunRequest and request.sample is None:  # every case: kept short
+        encode = _encoder().encode
+        return (f'{{"type":"run","id":{request_id},"argv":{encode(list(request.argv))},'
+                f'"timeout_seconds":{encode(request.timeout_seconds)},'
+                f'"kill_grace_seconds":{encode(request.kill_grace_seconds)},'
+                f'"stdout_cap_bytes":{encode(request.stdout_cap_bytes)},'
+                f'"stderr_cap_bytes":{encode(request.stderr_cap_bytes)},'
+                f'"env":{encode(None if request.env is None else dict(request.env))},'
+                f'"cwd":{encode(request.cwd)}}}\n')
     body: dict[str, Any] = {"type": _REQUEST_TYPES[type(request)], "id": request_id}
     for name in _field_names(typing.cast(type, type(request))):
         value = getattr(request, name)
@@ -385,10 +401,54 @@ def _float(value: Any, where: str) -> float:
     raise _wrong(value, where, "float")
 
 
+def _optional(m: Mapping[str, Any], key: str, convert: Convert) -> Any:
+    value = m.get(key)
+    return None if value is None else convert(value, f"run_result.{key}")
+
+
+def _required(m: Mapping[str, Any], key: str) -> float:
+    if key not in m:
+        raise ProtocolError(f"run_result.{key} is missing")
+    return _float(m[key], f"run_result.{key}")
+
+
+def _flag(m: Mapping[str, Any], key: str) -> bool:
+    value = m.get(key, False)
+    return value if value is True or value is False else _checked(value, bool, f"run_result.{key}")
+
+
+def _text(m: Mapping[str, Any], key: str) -> str:
+    value = m.get(key, "")
+    return value if isinstance(value, str) else _checked(value, str, f"run_result.{key}")
+
+
+def _run_outcome(m: Mapping[str, Any]) -> RunOutcome:
+    """A compact run_result (version 3): absent = null, false, "" or 0 bytes; every field that
+    is there is type-checked, the four clock readings are required. Written out (not through
+    the generic _build): this is on every case's critical path."""
+    started, ended, started_wall, ended_wall = (_required(m, k) for k in (
+        "started_monotonic_seconds", "ended_monotonic_seconds", "started_wall_seconds",
+        "ended_wall_seconds"))
+    return RunOutcome(
+        exit_code=_optional(m, "exit_code", _int), signal=_optional(m, "signal", _int),
+        timed_out=_flag(m, "timed_out"), cancelled=_flag(m, "cancelled"),
+        spawn_error=_optional(m, "spawn_error", lambda v, w: _checked(v, str, w)),
+        started_monotonic_seconds=started, ended_monotonic_seconds=ended,
+        started_wall_seconds=started_wall, ended_wall_seconds=ended_wall,
+        duration_seconds=ended - started,
+        stdout=_text(m, "stdout"), stdout_truncated=_flag(m, "stdout_truncated"),
+        stdout_total_bytes=_int(m.get("stdout_total_bytes", 0), "run_result.stdout_total_bytes"),
+        stderr=_text(m, "stderr"), stderr_truncated=_flag(m, "stderr_truncated"),
+        stderr_total_bytes=_int(m.get("stderr_total_bytes", 0), "run_result.stderr_total_bytes"),
+        child_max_rss_bytes=_optional(m, "child_max_rss_bytes", _int),
+        child_user_cpu_seconds=_optional(m, "child_user_cpu_seconds", _float),
+        child_system_cpu_seconds=_optional(m, "child_system_cpu_seconds", _float))
+
+
 _REPLY_BUILDERS: dict[str, Callable[[int, dict[str, Any]], Reply]] = {
     "pong": lambda rid, m: Pong(rid, _float(m.get("monotonic_seconds"), "pong.monotonic_seconds"),
                                 _float(m.get("wall_seconds"), "pong.wall_seconds")),
-    "run_result": lambda rid, m: RunReply(rid, _build(RunOutcome, m)),
+    "run_result": lambda rid, m: RunReply(rid, _run_outcome(m)),
     "read_result": lambda rid, m: ReadReply(
         rid, _converter(tuple[FileContent, ...])(m.get("files"), "read_result.files")),
     "write_result": lambda rid, m: WriteReply(rid, _build(WriteOutcome, m)),

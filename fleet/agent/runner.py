@@ -24,7 +24,7 @@ if __name__ != "fleet_agent":  # imported as a package module; shipped, their te
     from fleet.agent.host_files import read_files, write_file
     from fleet.agent.sampler import Sampler, SampleSpecError, check_spec
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 AGENT_NAME = "fleet-agent"
 DRAIN_SECONDS = 1.0  # once the child is reaped, how long leftovers may keep its pipes open
 SAFETY_WAKEUP_SECONDS = 0.5  # the selector never sleeps longer than this while a child runs
@@ -110,7 +110,7 @@ class Run:
         self.deadline = started + float(req["timeout_seconds"])
         self.grace = float(req["kill_grace_seconds"])
         self.kill_at: float | None = None  # set once SIGTERM went to the group
-        self.killed = self.timed_out = self.cancelled = False
+        self.killed = self.timed_out = self.cancelled = self.leftovers_killed = False
         self.ended: tuple[float, float] | None = None  # (monotonic, wall) when its exit was seen
         self.reaped: dict[str, Any] = {}
         self.captures = {"stdout": Capture(req["stdout_cap_bytes"]),
@@ -129,18 +129,17 @@ class Run:
         """Advance the clock: notice the exit, time out, escalate to SIGKILL."""
         if self.ended is not None:
             return
-        if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid:
             self.ended = (time.monotonic(), time.time())
-            _killpg(self.pid, signal.SIGKILL)  # leftovers; the zombie leader keeps the pgid ours
-            self._reap()
+            self._reaped(status, usage)
         elif self.kill_at is None and now >= self.deadline:
             self.terminate(now, timed_out=True)
         elif self.kill_at is not None and now >= self.kill_at and not self.killed:
             _killpg(self.pid, signal.SIGKILL)
             self.killed = True
 
-    def _reap(self) -> None:
-        _, status, usage = os.wait4(self.pid, 0)
+    def _reaped(self, status: int, usage: Any) -> None:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = None if signum is not None else os.WEXITSTATUS(status)
         self.proc.returncode = -signum if signum is not None else code  # Popen must not wait
@@ -148,6 +147,14 @@ class Run:
                        "child_max_rss_bytes": usage.ru_maxrss * 1024,
                        "child_user_cpu_seconds": usage.ru_utime,
                        "child_system_cpu_seconds": usage.ru_stime}
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL what the child left in its group. Its leader is reaped, but a live member
+        keeps the group id allocated (and an empty group's id is not reused within
+        microseconds: Linux hands out PIDs cyclically), so this cannot hit another group."""
+        if not self.leftovers_killed:
+            self.leftovers_killed = True
+            _killpg(self.pid, signal.SIGKILL)
 
     def wake_in(self, now: float) -> float:
         if self.ended is not None:
@@ -171,16 +178,21 @@ class Run:
 
 def run_result(req: dict[str, Any], started: tuple[float, float], ended: tuple[float, float],
                captures: dict[str, Capture], **fields: Any) -> dict[str, Any]:
-    """A run_result: ``started``/``ended`` are (monotonic, wall); unmeasured values are null."""
-    measured = ("exit_code", "signal", "child_max_rss_bytes", "child_user_cpu_seconds",
-                "child_system_cpu_seconds")
-    result = dict(dict.fromkeys(measured), type="run_result", id=req["id"],
-                  started_monotonic_seconds=started[0], started_wall_seconds=started[1],
-                  ended_monotonic_seconds=ended[0], ended_wall_seconds=ended[1],
-                  duration_seconds=ended[0] - started[0], **fields)
+    """A run_result: ``started``/``ended`` are (monotonic, wall). Compact (version 3): a field
+    whose value is null, false, "" or a zero byte count is left out (the controller knows the
+    defaults); an exit code of 0 is sent."""
+    result = {"type": "run_result", "id": req["id"], "started_monotonic_seconds": started[0],
+              "started_wall_seconds": started[1], "ended_monotonic_seconds": ended[0],
+              "ended_wall_seconds": ended[1]}
+    for key, value in fields.items():
+        if value is not None and value is not False:
+            result[key] = value
     for name, capture in captures.items():
-        result[name], result[name + "_truncated"] = capture.text()
-        result[name + "_total_bytes"] = capture.total_bytes
+        if capture.total_bytes:
+            result[name], truncated = capture.text()
+            result[name + "_total_bytes"] = capture.total_bytes
+            if truncated:
+                result[name + "_truncated"] = True
     return result
 
 
@@ -344,10 +356,13 @@ class Agent:
         for fd in list(run.pipes):  # reaped: what is left in the pipes is there now
             while self._on_pipe(fd):
                 pass
+        if run.pipes:  # something the child left still holds them: kill it now
+            run.kill_leftovers()
         if not run.finished(now):
             return
         self.run = None
         self.emit(run.report())  # first: the cleanup below is off the controller's clock
+        run.kill_leftovers()  # before the next request is read
         for fd in list(run.pipes):
             self.sel.unregister(fd)
         with run.proc:  # closes its pipes; it is reaped already

@@ -91,7 +91,7 @@ def in_thread(fn: object) -> tuple[threading.Thread, list[object]]:
 def test_hello_describes_the_agent(agent: AgentSession) -> None:
     hello = agent.hello
     assert hello is not None
-    assert hello.protocol_version == 2 and hello.agent == "fleet-agent"
+    assert hello.protocol_version == PROTOCOL_VERSION and hello.agent == "fleet-agent"
     assert hello.python_version == ".".join(map(str, sys.version_info[:3]))
     assert alive(hello.pid) and hello.pid != os.getpid()
     assert abs(hello.wall_seconds - time.time()) < 60
@@ -131,7 +131,7 @@ def test_other_protocol_version_is_refused(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, f"echo '{HELLO % 99}'; cat >/dev/null")
     with pytest.raises(TransportError, match=r"^me: the agent speaks protocol 99, this fleet "
-                                             r"speaks 2 \(use the same fleet version"):
+                                             r"speaks 3 \(use the same fleet version"):
         AgentSession(local(), host_name="me").start()
 
 
@@ -247,6 +247,15 @@ def test_group_leftovers_are_killed_when_the_child_exits(agent: AgentSession) ->
     assert time.monotonic() - started < 3  # not held up by the leftover holding the pipes
     assert outcome.exit_code == 0
     assert gone(int(outcome.stdout))
+
+
+def test_leftovers_not_holding_the_pipes_are_killed_before_the_next_request(
+        agent: AgentSession) -> None:
+    script = '(trap "" TERM; exec sleep 60 >/dev/null 2>&1) & echo $!'
+    outcome = agent.run(["sh", "-c", script], timeout_seconds=30)
+    assert outcome.exit_code == 0
+    agent.ping()  # answered only after the agent killed the group
+    assert gone(int(outcome.stdout))  # (reaping it is init's job, hence a short wait)
 
 
 def test_stdout_cap_keeps_head_and_tail(agent: AgentSession) -> None:

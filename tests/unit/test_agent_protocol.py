@@ -42,7 +42,7 @@ RUN_RESULT = {
 
 
 def test_versions_and_names_agree_on_both_sides() -> None:
-    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 2
+    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 3
     assert runner.AGENT_NAME == protocol.AGENT_NAME
 
 
@@ -60,6 +60,11 @@ def test_agent_argv_is_a_constant_without_user_values() -> None:
 
 
 def test_encode_run_request_is_one_ascii_json_line() -> None:
+    plain = RunRequest(("true",), 5.0, 2.0, 100, 200)
+    assert json.loads(encode_request(2, plain)) == {  # the fast path for every case
+        "type": "run", "id": 2, "argv": ["true"], "timeout_seconds": 5.0,
+        "kill_grace_seconds": 2.0, "stdout_cap_bytes": 100, "stderr_cap_bytes": 200,
+        "env": None, "cwd": None}
     request = RunRequest(("printf", "%s", "ü $(x)\n"), 5.0, 2.0, 100, 200,
                          env={"A": "1"}, cwd="/tmp")
     line = encode_request(3, request)
@@ -84,20 +89,48 @@ def test_decode_run_result_checks_types_and_ignores_extra_fields() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("exit_code", True, "RunOutcome.exit_code is True, expected int"),
-    ("exit_code", 1.5, "RunOutcome.exit_code is 1.5, expected int"),
-    ("duration_seconds", None, "RunOutcome.duration_seconds is None, expected float"),
-    ("stdout", 3, "RunOutcome.stdout is 3, expected str"),
-    ("timed_out", 0, "RunOutcome.timed_out is 0, expected bool"),
+    ("exit_code", True, "run_result.exit_code is True, expected int"),
+    ("exit_code", 1.5, "run_result.exit_code is 1.5, expected int"),
+    ("started_monotonic_seconds", None, "run_result.started_monotonic_seconds is None, "
+                                        "expected float"),
+    ("stdout", 3, "run_result.stdout is 3, expected str"),
+    ("timed_out", 0, "run_result.timed_out is 0, expected bool"),
+    ("stderr_total_bytes", "0", "run_result.stderr_total_bytes is '0', expected int"),
 ])
 def test_decode_refuses_mistyped_fields(field: str, value: object, message: str) -> None:
     with pytest.raises(ProtocolError, match=f"^{message}$"):
         decode_reply(json.dumps(dict(RUN_RESULT, **{field: value})))
 
 
+def test_compact_run_result_round_trips_from_the_agent() -> None:
+    """The agent leaves out null/false/""/0-byte fields (version 3); decoding restores them,
+    keeps a real 0 (exit code, CPU seconds) and derives the duration."""
+    req = {"id": 9, "stdout_cap_bytes": 10, "stderr_cap_bytes": 10}
+    quiet = {"stdout": runner.Capture(10), "stderr": runner.Capture(10)}
+    quiet["stderr"].feed(b"0123456789abc")
+    message = runner.run_result(req, (1.0, 100.0), (1.25, 100.25), quiet, spawn_error=None,
+                                timed_out=False, cancelled=False, exit_code=0, signal=None,
+                                child_max_rss_bytes=4096, child_user_cpu_seconds=0.0,
+                                child_system_cpu_seconds=0.5)
+    assert set(message) == {
+        "type", "id", "started_monotonic_seconds", "started_wall_seconds",
+        "ended_monotonic_seconds", "ended_wall_seconds", "exit_code", "child_max_rss_bytes",
+        "child_user_cpu_seconds", "child_system_cpu_seconds", "stderr", "stderr_total_bytes",
+        "stderr_truncated"}
+    reply = decode_reply(json.dumps(message))
+    assert isinstance(reply, RunReply) and reply.request_id == 9
+    outcome = reply.outcome
+    assert outcome.ok and outcome.exit_code == 0 and outcome.signal is None
+    assert outcome.spawn_error is None and not outcome.timed_out and not outcome.cancelled
+    assert outcome.duration_seconds == 0.25
+    assert (outcome.stdout, outcome.stdout_truncated, outcome.stdout_total_bytes) == ("", False, 0)
+    assert outcome.stderr_truncated and outcome.stderr_total_bytes == 13
+    assert outcome.child_user_cpu_seconds == 0.0 and outcome.child_system_cpu_seconds == 0.5
+
+
 def test_decode_refuses_missing_fields_and_broken_lines() -> None:
-    missing = {k: v for k, v in RUN_RESULT.items() if k != "stderr"}
-    with pytest.raises(ProtocolError, match=r"^RunOutcome.stderr is missing$"):
+    missing = {k: v for k, v in RUN_RESULT.items() if k != "ended_wall_seconds"}
+    with pytest.raises(ProtocolError, match=r"^run_result.ended_wall_seconds is missing$"):
         decode_reply(json.dumps(missing))
     with pytest.raises(ProtocolError, match=r"^not a JSON line: 'Traceback \(most"):
         decode_reply("Traceback (most recent call last):\n")
