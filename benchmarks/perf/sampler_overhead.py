@@ -14,7 +14,9 @@ process, CLOCK_PROCESS_CPUTIME_ID). Then, for the same files:
                 loop would sample): user + system from wait4, median
   node_exporter CPU per scrape of prometheus-node-exporter (Debian package) started on
                 127.0.0.1 with only the meminfo_numa, vmstat and interrupts collectors,
-                scraped --scrapes times with urllib; CPU from /proc/PID/stat utime + stime
+                scraped --scrapes times with urllib, paced at the agent's --interval (the
+                comparison: both wake up cold for each) and back to back (warm caches; no
+                real scrape interval is that short); CPU from /proc/PID/stat utime + stime
                 over all scrapes (clock ticks), divided by the scrape count
   1 Hz          the agent's CPU / wall time over --hz-seconds of sampling at 1 s
 
@@ -108,8 +110,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def node_exporter_cpu_per_scrape(scrapes: int) -> tuple[float, int] | None:
-    """(CPU seconds per scrape, bytes per scrape); None when the package is not installed."""
+def node_exporter_cpu_per_scrape(scrapes: int, pace_seconds: float) -> tuple[float, int] | None:
+    """(CPU seconds per scrape, bytes per scrape); None when the package is not installed.
+
+    ``pace_seconds`` apart (0: back to back). Paced like the agent samples, node_exporter pays
+    the same wakeup and cold caches per scrape that the agent pays per sample; back to back it
+    runs warm, which no real scrape interval gives it."""
     if not os.path.exists(NODE_EXPORTER):
         return None
     port = free_port()
@@ -132,6 +138,8 @@ def node_exporter_cpu_per_scrape(scrapes: int) -> tuple[float, int] | None:
             urllib.request.urlopen(url, timeout=5).read()
         before = process_cpu_seconds(proc.pid)
         for _ in range(scrapes):
+            if pace_seconds:
+                time.sleep(pace_seconds)
             urllib.request.urlopen(url, timeout=5).read()
         return (process_cpu_seconds(proc.pid) - before) / scrapes, size
     finally:
@@ -164,14 +172,16 @@ def main() -> None:
           f"wall {wall * 1e3:.3f} ms)")
     print(f"cat:   {cat * 1e3:.3f} ms CPU per sample  -> agent / cat = {agent / cat:.2f} "
           f"(goal <= 1.5)")
-    exporter = node_exporter_cpu_per_scrape(args.scrapes)
-    if exporter is None:
-        print("node_exporter: not installed (apt-get install prometheus-node-exporter)")
-    else:
+    for pace, how in ((args.interval, f"paced like the agent, one per {args.interval:g} s"),
+                      (0.0, "back to back")):
+        exporter = node_exporter_cpu_per_scrape(args.scrapes, pace)
+        if exporter is None:
+            print("node_exporter: not installed (apt-get install prometheus-node-exporter)")
+            break
         per_scrape, size = exporter
-        print(f"node_exporter: {per_scrape * 1e3:.3f} ms CPU per scrape ({size} bytes) -> "
-              f"agent / node_exporter = {agent / per_scrape:.2f}, agent (system files only, "
-              f"{system * 1e3:.3f} ms) / node_exporter = {system / per_scrape:.2f} "
+        print(f"node_exporter ({how}): {per_scrape * 1e3:.3f} ms CPU per scrape ({size} bytes)"
+              f" -> agent / node_exporter = {agent / per_scrape:.2f}, agent (system files only,"
+              f" {system * 1e3:.3f} ms) / node_exporter = {system / per_scrape:.2f} "
               f"(goal <= 0.5)")
     slow = sampled(1.0, args.hz_seconds)
     cpu = [b["agent_cpu_seconds"] for b in slow]

@@ -2,7 +2,8 @@
 
 ``runner.py`` is the HOST side (stdlib only, python3 >= 3.8, shipped as source text with
 ``host_files.py`` and ``sampler.py``);
-``session.py`` is the controller side (AgentSession); ``protocol.py`` is the pure message layer.
+``session.py`` is the controller side (AgentSession); ``protocol.py`` and
+``protocol_decode.py`` are the pure message layer.
 """
 
 from fleet.agent.protocol import (

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 if __name__ != "fleet_agent":  # imported as a package module; shipped, their texts follow
-    from fleet.agent.host_files import read_files, write_file
+    from fleet.agent.host_files import Capture, read_files, write_file
     from fleet.agent.sampler import Sampler, SampleSpecError, check_spec
 
 PROTOCOL_VERSION = 3
@@ -33,36 +33,6 @@ CHUNK_BYTES = 65536
 
 class RequestError(ValueError):
     """A request the agent cannot act on; answered with an "error" reply."""
-
-
-class Capture:
-    """A bounded sink for one pipe: the first half of the cap, the last half, the total count."""
-
-    def __init__(self, cap_bytes: int) -> None:
-        self.head_cap = cap_bytes // 2
-        self.tail_cap = cap_bytes - self.head_cap
-        self.head, self.tail = bytearray(), bytearray()
-        self.total_bytes = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total_bytes += len(data)
-        room = self.head_cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data and self.tail_cap:
-            self.tail += data
-            if len(self.tail) > self.tail_cap:
-                del self.tail[:len(self.tail) - self.tail_cap]
-
-    def text(self) -> tuple[str, bool]:
-        """The kept text and whether bytes were dropped (then a marker stands between halves)."""
-        omitted = self.total_bytes - len(self.head) - len(self.tail)
-        if omitted <= 0:
-            return bytes(self.head + self.tail).decode("utf-8", errors="replace"), False
-        marker = f"\n[{AGENT_NAME}: {omitted} bytes omitted]\n"
-        return (self.head.decode("utf-8", errors="replace") + marker
-                + self.tail.decode("utf-8", errors="replace")), True
 
 
 def _get(req: dict[str, Any], key: str, kinds: tuple[type, ...], optional: bool = False,
@@ -149,9 +119,8 @@ class Run:
                        "child_system_cpu_seconds": usage.ru_stime}
 
     def kill_leftovers(self) -> None:
-        """SIGKILL what the child left in its group. Its leader is reaped, but a live member
-        keeps the group id allocated (and an empty group's id is not reused within
-        microseconds: Linux hands out PIDs cyclically), so this cannot hit another group."""
+        """SIGKILL what the child left in its group (a live member keeps the group's id taken;
+        an empty group's id is not reused within microseconds: Linux hands out PIDs cyclically)."""
         if not self.leftovers_killed:
             self.leftovers_killed = True
             _killpg(self.pid, signal.SIGKILL)
@@ -372,8 +341,8 @@ class Agent:
 
     def close_sampler(self) -> None:
         if self.sampler is not None:
-            self.sampler.close()
-            self.sampler = None
+            self.sampler, sampler = None, self.sampler
+            sampler.close()
 
     def _bye(self) -> None:
         self.emit({"type": "bye", "id": self.shutdown_id})

@@ -7,7 +7,7 @@ thread calls ``Sampler.sample`` when ``due`` has passed: samples fall on absolut
 drifts). Each sample is one "sample" message (fleet/agent/protocol.py documents its fields).
 
 Files are opened once and re-read with pread at offset 0 (procfs seq_file and sysfs regenerate
-their text on a read at 0), into one reused buffer. A file's text is sent whole the first
+their text on a read at 0), one read per file. A file's text is sent whole the first
 time, then only as ``[[line index, line], ...]`` for the lines that changed (whole again when
 its line count changes), or not at all when nothing changed; ``null`` when it cannot be read
 (its error is sent once, in ``errors``). Per-process files follow the workload's process tree
@@ -26,6 +26,7 @@ from typing import Any
 SAMPLE_MIN_INTERVAL_SECONDS = 0.1
 KMSG_CAP_BYTES = 65536  # per sample; the rest is counted in kmsg_dropped_bytes
 NODE_FILES = ("meminfo", "numastat", "vmstat")
+READ_BYTES = 65536  # one pread per file; a bigger file (interrupts of many CPUs) grows it
 _PROC_FILES = ("numa_maps", "status")
 
 
@@ -73,7 +74,7 @@ class Sampler:
         self.due = started
         self.seq = 0
         self.missed = 0
-        self.buf = bytearray(65536)
+        self.read_bytes = READ_BYTES
         self.fds: dict[str, int] = {}
         self.children: dict[str, int] = {}  # task/<tid>/children path -> kept descriptor
         self.failed: set[str] = set()  # system files that could not be read: not retried
@@ -172,14 +173,15 @@ class Sampler:
 
     def _read_fd(self, fd: int) -> bytes:
         """The whole file at offset 0; a short read is its end (seq_file, sysfs, debugfs)."""
-        size = 0
-        while True:
-            view = memoryview(self.buf)[size:]
-            got = os.preadv(fd, [view], size)
-            size += got
-            if size < len(self.buf):
-                return bytes(self.buf[:size])
-            self.buf.extend(bytes(len(self.buf)))  # it filled the buffer: grow and go on
+        data = os.pread(fd, self.read_bytes, 0)
+        if len(data) < self.read_bytes:
+            return data
+        chunks = [data]  # it filled the read: go on (and ask for more next time)
+        while len(data) == self.read_bytes:
+            data = os.pread(fd, self.read_bytes, sum(map(len, chunks)))
+            chunks.append(data)
+        self.read_bytes = max(self.read_bytes, 2 * len(chunks[0]) * len(chunks))
+        return b"".join(chunks)
 
     def _read(self, key: str, path: str, *, mm: bool = False) -> bytes | None:
         """The file's text through its kept descriptor (opened on first use). ``mm``: the file

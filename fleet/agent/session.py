@@ -51,10 +51,9 @@ from fleet.agent.protocol import (
     WriteOutcome,
     WriteReply,
     WriteRequest,
-    decode_hello,
-    decode_reply,
     encode_request,
 )
+from fleet.agent.protocol_decode import decode_hello, decode_reply
 from fleet.errors import TransportError
 from fleet.transport.base import Stream, StreamTransport
 

@@ -25,10 +25,9 @@ from fleet.agent.protocol import (
     RunReply,
     RunRequest,
     WriteReply,
-    decode_hello,
-    decode_reply,
     encode_request,
 )
+from fleet.agent.protocol_decode import decode_hello, decode_reply
 
 RUN_RESULT = {
     "type": "run_result", "id": 7, "exit_code": None, "signal": 9, "timed_out": True,

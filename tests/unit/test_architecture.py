@@ -17,15 +17,25 @@ ADAPTERS = {
     "ansible_runner": "provision.py",
     "prometheus_client": "export/prometheus.py",
     "grafana_client": "export/grafana.py",
+    "cramjam": "export/remote_write.py",
+    "matplotlib": "report/plots.py",
+    "otava": "report/changes.py",
 }
 PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "facts/numactl.py",
         "facts/tree.py", "facts/build.py", "facts/probe.py", "matrix.py", "schedule.py",
         "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
-        "agent/protocol.py", "guests/qemu.py", "guests/topologies.py", "derive.py",
+        "agent/protocol.py", "agent/protocol_decode.py", "guests/qemu.py",
+        "guests/topologies.py", "derive.py",
         "collectors/vmstat.py", "collectors/interrupts.py", "collectors/nodes.py",
         "collectors/numa_maps.py", "collectors/proc_status.py", "collectors/kvm_debugfs.py",
         "collectors/kvm_stats.py", "collectors/kmsg.py", "sampling.py", "sampling_decode.py",
-        "sampling_derive.py", "sampling_config.py"]
+        "sampling_derive.py", "sampling_config.py",
+        "export/dashboards.py", "export/dashboards_panels.py", "export/dashboards_series.py",
+        "export/dashboards_build.py", "export/host_series.py",
+        "export/remote_write_codec.py", "report/model.py", "report/assemble.py",
+        "report/series.py", "report/html.py", "report/changes.py",
+        "compare/stats.py", "compare/config.py", "compare/fingerprint.py", "compare/select.py",
+        "compare/engine.py", "compare/decide.py", "compare/output.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
 
