@@ -340,8 +340,8 @@ class Agent:
             self._bye()
 
     def close_sampler(self) -> None:
-        if self.sampler is not None:
-            self.sampler, sampler = None, self.sampler
+        sampler, self.sampler = self.sampler, None
+        if sampler is not None:
             sampler.close()
 
     def _bye(self) -> None:
