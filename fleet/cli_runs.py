@@ -36,15 +36,18 @@ from fleet.execute_events import (
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 130
+_QUIET_TAGS = ("date", "fleet_version", "git_sha")  # in `fleet runs --json`, not the table
 RUN_EXAMPLE = """examples:
   fleet run benchmarks/quickstart.yml -i inventories/local.yml
   fleet run suite.yml -i inventories/lab.yml --limit 'lab[0:2]' --seed 42 --json
+  fleet run suite.yml -i inventories/lab.yml --tag branch=main --tag kernel=6.12
   fleet run --resume r20261125-083000-3f2a          # after Ctrl-C, a crash, or failures
 
 Exit codes: 0 every job completed; 1 some failed (see `fleet show RUN_ID`); 2 bad input
 (nothing recorded); 130 interrupted (resume it with --resume).
 """
-RUNS_EXAMPLE = "examples:\n  fleet runs\n  fleet runs --json --store /tmp/fleet.sqlite\n"
+RUNS_EXAMPLE = ("examples:\n  fleet runs\n  fleet runs --tag branch=main\n"
+                "  fleet runs --json --store /tmp/fleet.sqlite\n")
 SHOW_EXAMPLE = "examples:\n  fleet show r20261125-083000-3f2a\n  fleet show RUN_ID --json\n"
 
 
@@ -60,12 +63,17 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
                      help="seed for the per-host order (default: random, recorded)")
     run.add_argument("--accept-new-host-keys", action="store_true",
                      help="add unknown SSH host keys to known_hosts (changed keys are refused)")
+    run.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                     help="tag the run (repeatable), e.g. branch=main; date, git_sha (of the "
+                          "suite's repository) and fleet_version are recorded by default")
     run.add_argument("--pushgateway", metavar="URL", default=None,
                      help="push each completed attempt's results to this Prometheus "
                           "Pushgateway as it finishes (e.g. http://127.0.0.1:9091)")
     _add_json(run)
     run.set_defaults(handler=handlers["run"])
     runs = _sub(sub, "runs", "list the runs in the store", RUNS_EXAMPLE)
+    runs.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                      help="only runs with this tag (repeatable: all must match)")
     _add_store(runs, default_store)
     _add_json(runs)
     runs.set_defaults(handler=handlers["runs"])
@@ -82,10 +90,15 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fleet.cli import _inventory_sources
+    from fleet.compare.load import tag_on_start
+    from fleet.compare.tags import parse_tags, with_defaults
     from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 
+    tags = parse_tags(args.tag)
+    if not args.resume:
+        tags = with_defaults(tags, args.suite)
     view = _RunView(as_json=args.json)
-    on_event: Callable[[RunEvent], None] = view.event
+    on_event: Callable[[RunEvent], None] = _both(tag_on_start(args.store, tags), view.event)
     pusher = None
     if args.pushgateway:
         from fleet.export.live_push import LivePusher
@@ -251,24 +264,33 @@ def _caption(summary: RunSummary) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from fleet.compare.load import tags_by_run
+    from fleet.compare.tags import parse_tags
     from fleet.run_api import run_listing
 
+    wanted = parse_tags(args.tag).items()
     listing = run_listing(args.store)
+    tags = tags_by_run(args.store)
+    listing = tuple(r for r in listing
+                    if all(tags.get(r.info.run_id, {}).get(k) == v for k, v in wanted))
     if args.json:
         rows = [{"run_id": r.info.run_id, "suite": r.info.suite, "status": r.info.status,
                  "created_at_unix_seconds": r.info.created_at_unix_seconds,
                  "finished_at_unix_seconds": r.info.finished_at_unix_seconds,
-                 "seed": r.info.seed, "jobs_done": r.jobs_done, "jobs_total": r.jobs_total}
+                 "seed": r.info.seed, "jobs_done": r.jobs_done, "jobs_total": r.jobs_total,
+                 "tags": tags.get(r.info.run_id, {})}
                 for r in listing]
         sys.stdout.write(json.dumps({"runs": rows}, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     table = Table(title=f"Runs in {args.store}", title_justify="left")
-    for col in ("run", "suite", "status", "created", "jobs done/total"):
+    for col in ("run", "suite", "status", "created", "jobs done/total", "tags"):
         table.add_column(col)
     for r in listing:
+        shown = {k: v for k, v in tags.get(r.info.run_id, {}).items() if k not in _QUIET_TAGS}
         table.add_row(r.info.run_id, r.info.suite, r.info.status,
                       _local_time(r.info.created_at_unix_seconds),
-                      f"{r.jobs_done}/{r.jobs_total}")
+                      f"{r.jobs_done}/{r.jobs_total}",
+                      " ".join(f"{k}={v}" for k, v in sorted(shown.items())))
     _stdout().print(table)
     return EXIT_OK
 

@@ -117,6 +117,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX samples_attempt ON samples(attempt_id, series);
     ALTER TABLE attempts ADD COLUMN notes TEXT;
     """,
+    # 4: run tags (fleet run --tag KEY=VALUE, plus date / git_sha / fleet_version), one value
+    # per key and run; baselines and history select runs by them
+    """
+    CREATE TABLE run_tags (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE INDEX run_tags_key_value ON run_tags(key, value);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

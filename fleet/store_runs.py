@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import NamedTuple
 
 from fleet.errors import StoreError
 from fleet.model import Measurement
@@ -169,6 +170,49 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
     return tuple(out)
 
 
+class CompletedAttempt(NamedTuple):
+    """A completed attempt as comparisons read it (fleet.compare): light, no output."""
+
+    attempt_id: int
+    case_id: str
+    repetition: int
+    host: str
+    fingerprint: str | None
+    knobs: tuple[KnobState, ...]
+    results: tuple[tuple[str, float | None, str, tuple[tuple[str, str], ...]], ...]
+    # (metric, value, unit, sorted labels); value None: missing
+
+
+def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedAttempt, ...]]:
+    """A run's completed attempts with their results and knobs (quicker than load_run: no
+    output, no frozen records per row). StoreError when the run is unknown."""
+    conn = store.connection
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608
+                       (run_id,)).fetchone()
+    if row is None:
+        raise _unknown_run(store, run_id)
+    labels: dict[str, tuple[tuple[str, str], ...]] = {}
+    results: dict[int, list[tuple[str, float | None, str, tuple[tuple[str, str], ...]]]] = {}
+    for r in conn.execute(
+            "SELECT r.attempt_id, r.metric, r.value, r.unit, r.labels_json FROM results r"
+            " JOIN attempts a ON a.attempt_id = r.attempt_id WHERE a.run_id = ?"
+            " AND a.status = 'completed' ORDER BY r.rowid", (run_id,)):
+        if r[4] not in labels:
+            labels[r[4]] = tuple(sorted(json.loads(r[4]).items()))
+        results.setdefault(r[0], []).append((r[1], r[2], r[3], labels[r[4]]))
+    knobs: dict[str, tuple[KnobState, ...]] = {}
+    attempts = []
+    for r in conn.execute(
+            "SELECT attempt_id, job_key, host, fingerprint, knobs_json FROM attempts"
+            " WHERE run_id = ? AND status = 'completed' ORDER BY attempt_id", (run_id,)):
+        if r[4] not in knobs:
+            knobs[r[4]] = tuple(KnobState(**k) for k in json.loads(r[4]))
+        case_id, repetition, _ = str(r[1]).split("/", 2)
+        attempts.append(CompletedAttempt(r[0], case_id, int(repetition), r[2], r[3],
+                                         knobs[r[4]], tuple(results.get(r[0], ()))))
+    return _run_info(row), tuple(attempts)
+
+
 def _run_info(r: Sequence[object]) -> RunInfo:
     return RunInfo(
         run_id=str(r[0]), suite=str(r[1]), suite_path=str(r[2]), suite_sha256=str(r[3]),
@@ -192,3 +236,70 @@ def run_job_counts(store: Store) -> dict[str, tuple[int, int]]:
         " a.run_id = j.run_id AND a.job_key = j.job_key AND a.status = 'completed'))"
         " FROM run_jobs j GROUP BY j.run_id").fetchall()
     return {str(r[0]): (int(r[2] or 0), int(r[1])) for r in rows}
+
+
+# ---- run tags (schema 4) ----------------------------------------------------------------------
+
+BRANCH_TAG, PLAIN_TAG = "branch", "tag"
+
+
+def set_run_tags(store: Store, run_id: str, tags: Mapping[str, str]) -> None:
+    """Add or replace tags of a run (one value per key), in one transaction."""
+    if store.connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() \
+            is None:
+        raise _unknown_run(store, run_id)
+    with store.transaction() as conn:
+        conn.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                         [(run_id, k, v) for k, v in sorted(tags.items())])
+
+
+def run_tags(store: Store, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """run id -> {key: value} for the given runs (None: every run); untagged runs are absent."""
+    tags: dict[str, dict[str, str]] = {}
+    wanted = None if run_ids is None else set(run_ids)
+    for r in store.connection.execute("SELECT run_id, key, value FROM run_tags ORDER BY key"):
+        if wanted is None or r[0] in wanted:
+            tags.setdefault(str(r[0]), {})[str(r[1])] = str(r[2])
+    return tags
+
+
+def runs_tagged(store: Store, tags: Sequence[tuple[str, str]], *,
+                status: RunStatus | None = None, suite: str | None = None
+                ) -> tuple[RunInfo, ...]:
+    """Runs carrying every (key, value) in ``tags``, oldest first; optionally of one status
+    and one suite name."""
+    have = run_tags(store)
+    return tuple(info for info in list_runs(store)
+                 if all(have.get(info.run_id, {}).get(k) == v for k, v in tags)
+                 and (status is None or info.status == status)
+                 and (suite is None or info.suite == suite))
+
+
+def resolve_ref(store: Store, ref: str, *, suite: str | None = None) -> RunInfo:
+    """A baseline reference -> one run. In this order:
+
+    1. a run id in the store (any status);
+    2. ``KEY=VALUE``: the newest completed run tagged KEY=VALUE;
+    3. ``NAME``: the newest completed run tagged branch=NAME or tag=NAME.
+
+    ``suite`` limits 2 and 3 to runs of that suite name. "Newest": latest creation time.
+    StoreError when nothing matches.
+    """
+    known = {info.run_id: info for info in list_runs(store)}
+    if ref in known:
+        return known[ref]
+    if "=" in ref:
+        key, value = ref.split("=", 1)
+        choices = [(key, value)]
+    else:
+        choices = [(BRANCH_TAG, ref), (PLAIN_TAG, ref)]
+    found = [info for k, v in choices
+             for info in runs_tagged(store, [(k, v)], status="completed", suite=suite)]
+    if found:
+        return max(found, key=lambda i: (i.created_at_unix_seconds, i.run_id))
+    wanted = " or ".join(f"{k}={v}" for k, v in choices)
+    of_suite = f" of suite {suite}" if suite else ""
+    raise StoreError(f"baseline {ref!r}: no run with that id and no completed run{of_suite} "
+                     f"tagged {wanted}", where=str(store.path),
+                     hint="`fleet runs --tag KEY=VALUE` lists tagged runs; tag a run with "
+                          "`fleet run ... --tag branch=main`")

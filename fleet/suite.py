@@ -15,6 +15,7 @@ from typing import Literal
 
 import yaml
 
+from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, parse_compare
 from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
 from fleet.model import Assignment, ParamValue, Requirements, Spread
@@ -31,10 +32,10 @@ _SECTION_KINDS: Mapping[str, AxisKind] = {"params": "param", "knobs": "knob", "v
 
 
 TOP_KEYS = ("schema_version", "name", "description", "workloads", "repetitions",
-            "timeout_seconds", "spread", "requires", "sampling")
+            "timeout_seconds", "spread", "requires", "sampling", "compare")
 ENTRY_KEYS = ("name", "type", "description", "params", "knobs", "variant", "axes", "include",
               "exclude", "requires", "requires_when", "repetitions", "timeout_seconds",
-              "estimate_seconds", "spread", "sampling")
+              "estimate_seconds", "spread", "sampling", "compare")
 REQUIRE_KEYS = ("min_numa_nodes", "min_cpus", "min_memory_gib", "kvm", "iommu", "hugepages_1g",
                 "groups", "hosts")
 
@@ -78,6 +79,7 @@ class WorkloadEntry:
     spread: Spread
     where: str
     sampling: SamplingConfig = DEFAULT_SAMPLING
+    compare: CompareConfig = DEFAULT_COMPARE  # thresholds etc. (fleet.compare.config)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Suite:
     description: str
     source: str
     entries: tuple[WorkloadEntry, ...]
+    compare: CompareConfig = DEFAULT_COMPARE
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class _Defaults:
     requires: Requirements
     requires_where: str | None  # where suite-level hosts: was given
     sampling: SamplingConfig
+    compare: CompareConfig
 
 
 def load_suite(path: Path) -> Suite:
@@ -134,7 +138,7 @@ def parse_suite(text: str, *, source: str) -> Suite:
     _unique_names(entries)
     return Suite(name=_name(items["name"], "suite name"), source=source, entries=entries,
                  description=items["description"].string("description")
-                 if "description" in items else "")
+                 if "description" in items else "", compare=defaults.compare)
 
 
 def _nonempty(node: Node, what: str) -> list[Node]:
@@ -170,7 +174,8 @@ def _defaults(items: Mapping[str, Node]) -> _Defaults:
         spread=_spread(items.get("spread"), "every"),
         requires=parse_requirements(requires) if requires else Requirements(),
         requires_where=requires.where if requires and "hosts" in requires.mapping("requires")
-        else None, sampling=parse_sampling(items.get("sampling"), DEFAULT_SAMPLING))
+        else None, sampling=parse_sampling(items.get("sampling"), DEFAULT_SAMPLING),
+        compare=parse_compare(items.get("compare"), DEFAULT_COMPARE))
 
 
 def _repetitions(node: Node | None, default: int) -> int:
@@ -178,10 +183,8 @@ def _repetitions(node: Node | None, default: int) -> int:
 
 
 def _timeout(node: Node | None, default: float) -> float:
-    if node is None:
-        return default
-    value = node.number("timeout_seconds")
-    if value <= 0:
+    value = default if node is None else node.number("timeout_seconds")
+    if node is not None and value <= 0:
         raise node.error(f"timeout_seconds must be > 0, not {value:g}",
                          hint="the longest one run may take, e.g. 600")
     return value
@@ -191,10 +194,8 @@ def _spread(node: Node | None, default: Spread) -> Spread:
     if node is None:
         return default
     value = node.string("spread")
-    if value == "every":
-        return "every"
-    if value == "any":
-        return "any"
+    if value in ("every", "any"):
+        return "every" if value == "every" else "any"
     raise node.error(f"spread must be every or any, not {value!r}",
                      hint="every: each eligible host runs the case; any: one host does")
 
@@ -247,7 +248,8 @@ def _entry(node: Node, defaults: _Defaults) -> WorkloadEntry:
         estimate_seconds=items["estimate_seconds"].number("estimate_seconds", minimum=0)
         if "estimate_seconds" in items else None,
         spread=_spread(items.get("spread"), defaults.spread), where=node.where,
-        sampling=parse_sampling(items.get("sampling"), defaults.sampling))
+        sampling=parse_sampling(items.get("sampling"), defaults.sampling),
+        compare=parse_compare(items.get("compare"), defaults.compare))
 
 
 def _family(node: Node) -> Family:

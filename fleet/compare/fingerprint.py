@@ -1,0 +1,117 @@
+"""Pure: like for like. The host fields two sides of a comparison must share, and their diff.
+
+Each attempt records its host's facts fingerprint (fleet.model.comparable_fields); the store
+keeps the facts behind it. Compared fields: CPU model, microcode, node layout (nodes with
+their CPUs and memory, distances, sockets: SNC/NPS modes show here), kernel release and
+command line, THP mode and defrag, NUMA balancing, and the knob values the attempt ran with.
+The axis under test is left out: comparing kernels ignores the kernel release and command
+line; a THP knob axis ignores the THP mode, and so on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from fleet.errors import FleetError
+from fleet.model import Facts, comparable_fields
+from fleet.runs import KnobState
+
+FIELDS = ("cpu_model", "microcode", "nodes", "distances", "sockets", "kernel_release",
+          "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "knobs", "facts")
+# axis name -> fields that axis is expected to change (module parameters: the cmdline)
+AXIS_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "kernel": ("kernel_release", "kernel_cmdline"), "kernel_cmdline": ("kernel_cmdline",),
+    "thp": ("thp_enabled",), "thp_defrag": ("thp_defrag",),
+    "numa_balancing": ("numa_balancing",)}
+UNKNOWN = "unknown"
+Fields = tuple[tuple[str, str], ...]  # sorted (field, value as text)
+
+
+class MismatchError(FleetError):
+    """The two sides ran on hosts that differ in fields not allowed to differ."""
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    host: str
+    field: str
+    baseline: str
+    candidate: str
+
+    def text(self) -> str:
+        return f"{self.host} {self.field}: {_short(self.baseline)} vs {_short(self.candidate)}"
+
+
+def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None
+                ) -> Fields:
+    """The compared fields of one attempt (facts None: every facts field is unknown)."""
+    if facts is None:
+        values: dict[str, object] = {"facts": UNKNOWN}
+    else:
+        values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
+                  "numa_balancing": facts.numa_balancing}
+    values["knobs"] = {k.name: k.after for k in knobs if k.name != axis}
+    return tuple(sorted((name, _text(value)) for name, value in values.items()))
+
+
+def ignored_fields(axis: str | None) -> frozenset[str]:
+    if axis is None:
+        return frozenset()
+    if axis in AXIS_FIELDS:
+        return frozenset(AXIS_FIELDS[axis])
+    return frozenset(("kernel_cmdline",)) if "." in axis else frozenset()
+
+
+def differences(host: str, baseline: Collection[Fields], candidate: Collection[Fields], *,
+                ignore: Collection[str] = ()) -> tuple[FieldDiff, ...]:
+    """Fields in which some baseline attempt's host differs from some candidate's."""
+    found: dict[str, FieldDiff] = {}
+    for b in baseline:
+        for c in candidate:
+            bd, cd = dict(b), dict(c)
+            if "facts" in bd or "facts" in cd:  # no stored facts behind a fingerprint
+                if ("facts" in bd) != ("facts" in cd) and "facts" not in ignore:
+                    found.setdefault("facts", FieldDiff(host, "facts", bd.get("facts", "known"),
+                                                        cd.get("facts", "known")))
+                bd, cd = {"knobs": bd["knobs"]}, {"knobs": cd["knobs"]}
+            for name in sorted(set(bd) | set(cd)):
+                if name in ignore or name in found:
+                    continue
+                bv, cv = bd.get(name, UNKNOWN), cd.get(name, UNKNOWN)
+                if bv != cv:
+                    found[name] = FieldDiff(host, name, bv, cv)
+    return tuple(found[n] for n in sorted(found))
+
+
+def check_allowed(diffs: Iterable[FieldDiff], allowed: Collection[str]) -> tuple[FieldDiff, ...]:
+    """The allowed differences (to show); MismatchError listing the others."""
+    diffs = tuple(diffs)
+    refused = [d for d in diffs if d.field not in allowed]
+    if refused:
+        names = sorted({d.field for d in refused})
+        shown = "; ".join(d.text() for d in refused[:6])
+        more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
+        raise MismatchError(f"not like for like: {shown}{more}", where="fingerprint",
+                            hint=f"compare the same hardware and setup, or pass "
+                                 f"--allow-mismatch {' '.join(names)}")
+    return diffs
+
+
+def validate_allowed(names: Iterable[str]) -> frozenset[str]:
+    unknown = sorted(set(names) - set(FIELDS))
+    if unknown:
+        raise FleetError(f"--allow-mismatch {' '.join(unknown)}: not a fingerprint field",
+                         where="--allow-mismatch", hint=f"fields: {', '.join(FIELDS)}")
+    return frozenset(names)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return UNKNOWN
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -1,0 +1,79 @@
+"""Read what comparisons need from the store: runs with their cases, results and the facts
+behind each attempt's fingerprint; run tags and baseline references."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from fleet.codec import facts_from_json_data
+from fleet.compare.select import LoadedRun
+from fleet.execute_events import RunEvent, RunStarted
+from fleet.model import Facts
+from fleet.runs import RunInfo
+from fleet.store import Store
+from fleet.store_runs import (
+    load_completed,
+    resolve_ref,
+    run_suite_text,
+    run_tags,
+    runs_tagged,
+    set_run_tags,
+)
+
+
+def tag_on_start(store_path: Path, tags: Mapping[str, str]) -> Callable[[RunEvent], None]:
+    """An event sink that records ``tags`` the moment the run exists (before any job runs)."""
+    def record(event: RunEvent) -> None:
+        if isinstance(event, RunStarted) and tags:
+            record_tags(store_path, event.run_id, tags)
+
+    return record
+
+
+def record_tags(store_path: Path, run_id: str, tags: Mapping[str, str]) -> None:
+    with Store.open(store_path) as store:
+        set_run_tags(store, run_id, tags)
+
+
+def tags_by_run(store_path: Path) -> dict[str, dict[str, str]]:
+    with Store.open(store_path) as store:
+        return run_tags(store)
+
+
+def tagged_runs(store_path: Path, tags: Sequence[tuple[str, str]]) -> tuple[RunInfo, ...]:
+    with Store.open(store_path) as store:
+        return runs_tagged(store, tags)
+
+
+def resolve(store_path: Path, ref: str, *, suite: str | None = None) -> RunInfo:
+    with Store.open(store_path) as store:
+        return resolve_ref(store, ref, suite=suite)
+
+
+def load_runs(store_path: Path, refs: Sequence[str]) -> tuple[LoadedRun, ...]:
+    """Each REF (run id or tag, see store_runs.resolve_ref) loaded; StoreError if unknown."""
+    with Store.open(store_path) as store:
+        return tuple(_load(store, resolve_ref(store, ref).run_id) for ref in refs)
+
+
+def _load(store: Store, run_id: str) -> LoadedRun:
+    info, attempts = load_completed(store, run_id)
+    suite_text, plan_json = run_suite_text(store, run_id)
+    plan = json.loads(plan_json)
+    wanted = {(a.host, a.fingerprint) for a in attempts if a.fingerprint is not None}
+    return LoadedRun(info, attempts, plan.get("cases", {}), suite_text,
+                     run_tags(store, [run_id]).get(run_id, {}), _facts(store, wanted))
+
+
+def _facts(store: Store, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Facts]:
+    """The newest stored snapshot of each (host, fingerprint)."""
+    found: dict[tuple[str, str], Facts] = {}
+    for host, fingerprint in sorted(wanted):
+        row = store.connection.execute(
+            "SELECT facts_json FROM facts_snapshots WHERE host = ? AND fingerprint = ?"
+            " ORDER BY id DESC LIMIT 1", (host, fingerprint)).fetchone()
+        if row is not None:
+            found[(host, fingerprint)] = facts_from_json_data(json.loads(row[0]))
+    return found
