@@ -13,7 +13,7 @@ tlb_shootdowns_per_second          per_second  TLB shootdown IPIs received; tota
 kvm_remote_tlb_flushes_per_second  per_second  KVM remote_tlb_flush (all VMs)
 numa_hint_faults_per_second        per_second  /proc/vmstat numa_hint_faults
 numa_pages_migrated_per_second     per_second  /proc/vmstat numa_pages_migrated
-sec_page_tables_growth_bytes       bytes       SecPageTables last - first; total, per node
+sec_page_tables_growth_bytes       bytes       SecPageTables peak - first; total, per node
 page_table_locality                ratio       derive.page_table_locality(growth, memory)
 sec_page_tables_bytes_per_gib      ratio       growth per GiB of the workload's memory
 placement_ratio                    ratio       workload memory on the intended nodes
@@ -24,6 +24,8 @@ sampler_agent_cpu_ratio            ratio       the agent's CPU time / wall time 
 kernel_log_problems                count       warn/bug/oops/panic/kvm kernel log records
 =================================  ==========  ============================================
 
+"Peak" is the sample where the nodes' SecPageTables total was largest: a VM frees its page
+tables when it exits, and the final sample is taken after the workload's exit.
 "The workload's memory" is its resident bytes per node (numa_maps of its process tree) in the
 sample where their total was largest: a process frees its memory at teardown (Python unmaps
 its buffers while it finalizes), so its last samples show mostly its shared libraries.
@@ -124,10 +126,22 @@ def _peak_memory(c: Collected) -> dict[int, int | None]:
     return {node: peak.get(node) for node in per_node}
 
 
+def _page_table_growth(c: Collected) -> dict[int, float | None]:
+    """Per node, SecPageTables in the peak sample minus the first (module docstring)."""
+    per_node = _per_node(c, "sec_page_tables_bytes")
+    by_time: dict[float, dict[int, float]] = {}
+    for node, points in per_node.items():
+        for mono, value in points:
+            by_time.setdefault(mono, {})[node] = value
+    whole = [(t, v) for t, v in sorted(by_time.items()) if len(v) == len(per_node)]
+    if len(whole) < 2:
+        return dict.fromkeys(per_node)
+    first, peak = whole[0][1], max((v for _, v in whole), key=lambda v: sum(v.values()))
+    return {node: gauge_growth([(0.0, first[node]), (1.0, peak[node])]) for node in per_node}
+
+
 def _page_tables(c: Collected, intended: Sequence[int] | None) -> list[Measurement]:
-    growth: dict[int, float | None] = {node: gauge_growth(points)
-                                       for node, points in _per_node(c, "sec_page_tables_bytes")
-                                       .items()}
+    growth = _page_table_growth(c)
     known = [g for g in growth.values() if g is not None]
     total = sum(known) if growth and len(known) == len(growth) else None
     memory = _peak_memory(c)

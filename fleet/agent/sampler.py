@@ -78,6 +78,7 @@ class Sampler:
         self.fds: dict[str, int] = {}
         self.children: dict[str, int] = {}  # task/<tid>/children path -> kept descriptor
         self.failed: set[str] = set()  # system files that could not be read: not retried
+        self.reopened: set[str] = set()  # not seekable (debugfs attributes): opened per read
         self.reported: set[str] = set()  # keys whose error was sent (once)
         self.prev: dict[str, Any] = {}  # key -> (raw bytes, lines) last sent; None: unreadable
         self.errors: dict[str, str] = {}
@@ -183,6 +184,20 @@ class Sampler:
         self.read_bytes = max(self.read_bytes, 2 * len(chunks[0]) * len(chunks))
         return b"".join(chunks)
 
+    @staticmethod
+    def _read_new(path: str) -> bytes:
+        """The whole file through a new descriptor (files whose kept one cannot re-read)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks: list[bytes] = []
+            while True:
+                data = os.read(fd, READ_BYTES)
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+        finally:
+            os.close(fd)
+
     def _read(self, key: str, path: str, *, mm: bool = False) -> bytes | None:
         """The file's text through its kept descriptor (opened on first use). ``mm``: the file
         shows an address space (numa_maps): a kept descriptor reads nothing once the process
@@ -193,8 +208,20 @@ class Sampler:
             if fd is None:
                 if key in self.failed:
                     return None
+                if key in self.reopened:
+                    return self._read_new(self.root + path)
                 fd = self.fds[key] = os.open(self.root + path, os.O_RDONLY | os.O_CLOEXEC)
-            data = self._read_fd(fd)
+            try:
+                data = self._read_fd(fd)
+            except OSError as e:
+                if e.errno != errno.ESPIPE:
+                    raise
+                # a debugfs attribute (KVM stats): not seekable, and it formats its value on
+                # the first read of an open only, so it is read through a new descriptor
+                os.close(self.fds.pop(key))
+                fd = None
+                self.reopened.add(key)
+                return self._read_new(self.root + path)
             if mm and not data and not fresh:
                 os.close(self.fds.pop(key))
                 fd = None
