@@ -1,4 +1,4 @@
-"""`fleet export serve` and `fleet export text`: the store as Prometheus metrics."""
+"""`fleet export serve`, `text`, `rules` and `import`: the store as Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -19,15 +19,19 @@ EXIT_OK = 0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9471
 DEFAULT_LAST_RUNS = 10
+RENDER_INTERVAL_SECONDS = 1.0
 SERVE_EXAMPLE = f"""examples:
   fleet export serve                               # http://{DEFAULT_HOST}:{DEFAULT_PORT}/metrics
   fleet export serve --listen 127.0.0.1:0 --store /tmp/fleet.sqlite   # any free port
   fleet export serve --run r20261125-083000-3f2a --axis-label block_size
   fleet export serve --listen 0.0.0.0:{DEFAULT_PORT}         # other machines too (explicit)
 
-Exports the {DEFAULT_LAST_RUNS} newest runs (--last N, or --run RUN_ID ...), re-reading the
-store only when something was written to it. Ctrl-C stops it. Point a Prometheus at it with
-a scrape_config (see README, section Prometheus).
+Exports the {DEFAULT_LAST_RUNS} newest runs (--last N, or --run RUN_ID ...). The metrics
+are rendered once before it listens, then again in the background whenever something
+was written to the store (checked every {RENDER_INTERVAL_SECONDS:g} s). A scrape is served
+the last complete rendering at once, so it can be one rendering behind the store (a new
+run of 10,000 cases takes a few seconds to render). Ctrl-C stops it. Point a Prometheus
+at it with a scrape_config (see README, section Prometheus).
 """
 RULES_EXAMPLE = """examples:
   fleet export rules -o /etc/prometheus/fleet.rules.yml && promtool check rules $_
@@ -35,6 +39,22 @@ RULES_EXAMPLE = """examples:
 
 Recording rules for the derived comparisons (worst case and average over a run's cases, per
 host and per NUMA node); list the file under rule_files: in prometheus.yml.
+"""
+IMPORT_EXAMPLE = """examples:
+  fleet export import RUN_ID --remote-write http://127.0.0.1:9090/api/v1/write
+  fleet export import RUN_ID --store /tmp/fleet.sqlite --openmetrics /tmp/run.om
+  promtool tsdb create-blocks-from openmetrics /tmp/run.om /tmp/blocks   # then move the
+  mv /tmp/blocks/* /var/lib/prometheus/metrics2/                # blocks into its data dir
+
+Writes the run's host time series (fleet_host_*: TLB shootdowns, SecPageTables and page
+tables per node, numa_* counters, KVM remote TLB flushes...) with the times they were
+sampled at. Remote write needs Prometheus started with --web.enable-remote-write-receiver;
+runs older than about 1 h before Prometheus' newest sample, and re-imports (idempotent),
+also need in prometheus.yml:
+  storage:
+    tsdb:
+      out_of_order_time_window: 30d
+or go through --openmetrics + promtool (blocks for any past time). The store is only read.
 """
 TEXT_EXAMPLE = """examples:
   fleet export text RUN_ID --store /tmp/fleet.sqlite
@@ -66,6 +86,27 @@ def build_export_parsers(sub: Any, parser_class: type[argparse.ArgumentParser],
     rules.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                        help="write the rule file here (default: stdout)")
     rules.set_defaults(handler=handlers.get("export rules", cmd_export_rules))
+    _build_import(export_sub, handlers, default_store)
+
+
+def _build_import(export_sub: Any, handlers: Mapping[str, Any],
+                  default_store: Callable[[], Path]) -> None:
+    from fleet.export.remote_write_codec import DEFAULT_BATCH_SAMPLES
+
+    imp = _sub(export_sub, "import", "write a run's host time series into Prometheus with "
+               "their sample times", IMPORT_EXAMPLE)
+    imp.add_argument("run_id", metavar="RUN_ID", help="the run to import (`fleet runs`)")
+    target = imp.add_mutually_exclusive_group(required=True)
+    target.add_argument("--remote-write", metavar="URL", default=None,
+                        help="Prometheus remote-write endpoint, e.g. "
+                             "http://127.0.0.1:9090/api/v1/write")
+    target.add_argument("--openmetrics", metavar="FILE", type=Path, default=None,
+                        help="write OpenMetrics text with timestamps here instead (for "
+                             "promtool tsdb create-blocks-from openmetrics)")
+    imp.add_argument("--batch-samples", type=int, default=DEFAULT_BATCH_SAMPLES, metavar="N",
+                     help="samples per remote-write request (default %(default)s)")
+    _add_store(imp, default_store)
+    imp.set_defaults(handler=handlers.get("export import", cmd_export_import))
 
 
 def _add_selection(parser: argparse.ArgumentParser, *, default_last: int) -> None:
@@ -143,6 +184,33 @@ def cmd_export_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_import(args: argparse.Namespace) -> int:
+    from fleet.export.importer import import_run
+
+    report = import_run(args.store, args.run_id, remote_write_url=args.remote_write,
+                        openmetrics_path=args.openmetrics, batch_samples=args.batch_samples)
+    how = (f"in {report.requests} remote-write requests" if report.requests
+           else "as OpenMetrics")
+    span = ""
+    if report.first_unix_seconds is not None and report.last_unix_seconds is not None:
+        span = (f", sampled {_utc(report.first_unix_seconds)} .. "
+                f"{_utc(report.last_unix_seconds)} UTC")
+    sys.stdout.write(f"imported {report.samples} samples of {report.series} series of run "
+                     f"{report.run_id} {how} to {report.target}{span} "
+                     f"({report.seconds:.2f} s)\n")
+    if report.skipped_series:
+        sys.stderr.write("fleet: warning: stored series not in the catalogue, not imported: "
+                         f"{', '.join(report.skipped_series)}\n")
+    return EXIT_OK
+
+
+def _utc(unix_seconds: float) -> str:
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def cmd_export_serve(args: argparse.Namespace) -> int:
     from fleet.export.prometheus import StoreCollector, start_server
     from fleet.export.store_reader import open_read_only
@@ -151,8 +219,12 @@ def cmd_export_serve(args: argparse.Namespace) -> int:
     selection = _selection(args, args.run)
     with open_read_only(args.store) as store:
         collector = StoreCollector(store, selection)
-        collector.refresh()
-        server = start_server(collector, host, port)
+        collector.start_background(RENDER_INTERVAL_SECONDS)  # renders once before listening
+        try:
+            server = start_server(collector, host, port)
+        except BaseException:
+            collector.stop_background()
+            raise
         if not is_loopback(host):
             sys.stderr.write(f"fleet: warning: serving on {host}, not loopback: anyone who can "
                              "reach it can read the exported results\n")
@@ -164,6 +236,7 @@ def cmd_export_serve(args: argparse.Namespace) -> int:
             pass
         finally:
             server.close()
+            collector.stop_background()
     sys.stderr.write("fleet: exporter stopped\n")
     return EXIT_OK
 

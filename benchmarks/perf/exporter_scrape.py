@@ -9,7 +9,14 @@ a 2-node host (10 scalar + 2 per node and total). Then measures, as medians:
   one new attempt  a scrape after `fleet run` stored one more attempt (the live case)
   prometheus_client render   the same series through generate_latest (reference)
   http             a scrape over HTTP on loopback, as Prometheus does it
-goal: <= 200 ms per scrape (cached and one new attempt; the first one pays for reading).
+and then `fleet export serve` as it runs (background rendering, fleet/export/prometheus.py):
+  serve: startup render      the render made before it listens (= cold)
+  serve: first scrape        the first HTTP scrape after it listens
+  serve: scrapes while a new run is written   HTTP scrapes every 0.1 s while another process
+                   writes a second run of N cases (the exporter re-renders in the background:
+                   a new run starts over); median and max
+  serve: caught up after     from the last write to a scrape that holds the whole new run
+goal: <= 200 ms per scrape.
 
     .venv/bin/python benchmarks/perf/exporter_scrape.py --cases 10000 --repeat 5
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -134,6 +142,48 @@ def _http(path: Path, repeat: int) -> tuple[list[float], bytes]:
     return times[1:], body
 
 
+def _write_second_run(path: Path, cases: int) -> None:
+    with Store.open(path) as store:
+        write_synthetic_run(store, "r-second", cases=cases, started_unix_seconds=1.75e9)
+
+
+def _get(url: str) -> tuple[float, bytes]:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url) as response:
+        body: bytes = response.read()
+    return time.perf_counter() - t0, body
+
+
+def _serve(path: Path, cases: int) -> dict[str, list[float]]:
+    """`fleet export serve`: background rendering, scraped over HTTP while a run is written."""
+    times: dict[str, list[float]] = {"serve: startup render": [], "serve: first scrape": [],
+                                     "serve: scrapes while a new run is written": [],
+                                     "serve: caught up after": []}
+    with open_read_only(path) as store:
+        collector = StoreCollector(store, Selection())
+        t0 = time.perf_counter()
+        collector.start_background(1.0)
+        times["serve: startup render"].append(time.perf_counter() - t0)
+        server = start_server(collector, "127.0.0.1", 0)
+        try:
+            times["serve: first scrape"].append(_get(server.url)[0])
+            writer = multiprocessing.get_context("fork").Process(
+                target=_write_second_run, args=(path, cases))
+            writer.start()
+            while writer.is_alive():
+                times["serve: scrapes while a new run is written"].append(_get(server.url)[0])
+                time.sleep(0.1)
+            done = time.perf_counter()
+            last = f'case_id="{case_ids(cases)[-1]}",host="host1",repetition="1",run_id="r-second"'
+            while last.encode() not in _get(server.url)[1]:
+                time.sleep(0.1)
+            times["serve: caught up after"].append(time.perf_counter() - done)
+        finally:
+            server.close()
+            collector.stop_background()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
@@ -151,10 +201,13 @@ def main() -> None:
               f" {path.stat().st_size / 2**20:.1f} MiB")
         times = _scrapes(path, args.repeat)
         http, body = _http(path, args.repeat)
+        serve = _serve(path, args.cases)
     series = sum(1 for line in body.decode().splitlines() if not line.startswith("#"))
     print(f"{series} series, {len(body) / 2**20:.1f} MiB of text")
-    for name, samples in (*times.items(), ("http (unchanged store)", http)):
-        print(f"  {name:28s} {_median_ms(samples)}")
+    for name, samples in (*times.items(), ("http (unchanged store)", http), *serve.items()):
+        worst = f" (max {max(samples) * 1e3:.1f} ms, n={len(samples)})" if len(samples) > 1 \
+            else ""
+        print(f"  {name:28s} {_median_ms(samples)}{worst}")
 
 
 if __name__ == "__main__":

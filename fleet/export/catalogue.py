@@ -20,6 +20,9 @@ Pure. Names follow Prometheus conventions: base units in the name (``_seconds``,
   ``fleet_case_info`` (one series per case) as ``param_<name>``, for PromQL joins on
   ``case_id``.
 - **fleet**: operational counts of runs, jobs, attempts and the exporter itself.
+- **host** (:data:`HOST_SAMPLES`, ``fleet_host_*``): the sampler's per-sample host series,
+  not served by the exporter but imported with their sample times by ``fleet export import``
+  (remote write or OpenMetrics); :data:`EVERY` is every family of all four sources.
 
 Only completed attempts export results; a missing value (None) is never exported as 0: the
 series is absent and ``fleet_results_missing`` counts it.
@@ -42,7 +45,7 @@ from typing import Literal
 
 MetricType = Literal["gauge", "counter"]
 Direction = Literal["lower_is_better", "higher_is_better", "neutral"]
-Source = Literal["sampler", "workload", "fleet"]
+Source = Literal["sampler", "workload", "fleet", "host"]
 
 RESULT_LABELS = ("run_id", "suite", "case_id", "host", "repetition")
 RUN_LABELS = ("run_id", "suite")
@@ -183,7 +186,7 @@ def lookup(metric: str, unit: str, labels: tuple[tuple[str, str], ...] = ()) -> 
 
 
 def by_name(name: str) -> CatalogueEntry:
-    for entry in CATALOGUE:
+    for entry in (*CATALOGUE, *HOST_SAMPLES):
         if entry.name == name:
             return entry
     raise KeyError(name)
@@ -197,6 +200,60 @@ def series_budget(*, cases: int, repetitions: int, hosts: int, nodes: int,
     scalar = len(SAMPLER) - per_node
     per_job = workload_metrics + scalar + per_node * (nodes + 1)
     return jobs * per_job + cases + RUN_SERIES + hosts * HOST_SERIES + STORE_SERIES
+
+
+# ---- host time series (`fleet export import`) ----------------------------------------------
+# The sampler's per-sample series (fleet.sampling, table ``samples``), written into Prometheus
+# with the time each sample was taken (source "host"; ``stored`` = (samples.series, unit)).
+# Labels: RESULT_LABELS (one series per job: the attempts of a job follow one another in
+# time), plus ``node`` on per-node series (tlb_shootdowns has both: the host total has no
+# node label). Not in CATALOGUE (the exporter's families): see EVERY. At most 7 + 4 x N
+# series per job on an N-node host, at most 600 points each (fleet.sampling.thin).
+
+
+def _host(series: str, name: str, type_: MetricType, unit: str,  # noqa: PLR0917
+          direction: Direction, help_text: str, *, node: str = "") -> CatalogueEntry:
+    labels = (*RESULT_LABELS, "node") if node == "always" else RESULT_LABELS
+    return CatalogueEntry(f"fleet_host_{name}", type_, help_text, unit, labels, direction,
+                          "host", (series, unit), ("node",) if node == "optional" else ())
+
+
+HOST_SAMPLES: tuple[CatalogueEntry, ...] = (
+    _host("tlb_shootdowns", "tlb_shootdowns_total", "counter", "count", "lower_is_better",
+          "TLB shootdown IPIs received since the attempt's first sample (/proc/interrupts "
+          "TLB row); per NUMA node with node, all CPUs without", node="optional"),
+    _host("nr_tlb_remote_flush", "tlb_remote_flushes_total", "counter", "count",
+          "lower_is_better", "remote TLB flushes requested (/proc/vmstat nr_tlb_remote_flush;"
+          " CONFIG_DEBUG_TLBFLUSH kernels only)"),
+    _host("nr_tlb_remote_flush_received", "tlb_remote_flushes_received_total", "counter",
+          "count", "lower_is_better", "remote TLB flushes received "
+          "(/proc/vmstat nr_tlb_remote_flush_received; CONFIG_DEBUG_TLBFLUSH kernels only)"),
+    _host("numa_hint_faults", "numa_hint_faults_total", "counter", "count", "lower_is_better",
+          "NUMA hinting faults since boot (/proc/vmstat numa_hint_faults)"),
+    _host("numa_pages_migrated", "numa_pages_migrated_total", "counter", "count",
+          "lower_is_better", "pages migrated by NUMA balancing since boot "
+          "(/proc/vmstat numa_pages_migrated)"),
+    _host("kvm_remote_tlb_flush", "kvm_remote_tlb_flushes_total", "counter", "count",
+          "lower_is_better", "KVM remote TLB flushes, all VMs (debugfs kvm/remote_tlb_flush)"),
+    _host("agent_cpu_seconds", "agent_cpu_seconds_total", "counter", "seconds",
+          "lower_is_better", "CPU time of fleet's host agent (its sampling overhead)"),
+    _host("sec_page_tables_bytes", "secondary_page_tables_bytes", "gauge", "bytes",
+          "lower_is_better", "secondary (KVM/IOMMU) page-table memory on the NUMA node "
+          "(nodeN/meminfo SecPageTables; Linux >= 6.1)", node="always"),
+    _host("page_tables_bytes", "page_tables_bytes", "gauge", "bytes", "lower_is_better",
+          "page-table memory on the NUMA node (nodeN/meminfo PageTables)", node="always"),
+    _host("workload_resident_bytes", "workload_resident_bytes", "gauge", "bytes", "neutral",
+          "resident memory of the workload's process tree on the NUMA node "
+          "(/proc/PID/numa_maps)", node="always"),
+)
+EVERY: tuple[CatalogueEntry, ...] = (*CATALOGUE, *HOST_SAMPLES)
+_HOST_BY_SERIES = {e.stored[0]: e for e in HOST_SAMPLES if e.stored is not None}
+
+
+def host_entry(series: str) -> CatalogueEntry | None:
+    """The family a stored sample series (samples.series) is imported as; None: not
+    catalogued (a newer sampler's series: skipped, and counted, by the importer)."""
+    return _HOST_BY_SERIES.get(series)
 
 
 # ---- units and names ---------------------------------------------------------------------

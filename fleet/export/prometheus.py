@@ -10,11 +10,19 @@ The HTTP server serves ``StoreCollector.exposition()``, lines rendered once per 
 prometheus_client's ``generate_latest`` re-renders every sample on every scrape (~1.5 s for
 200,000 series here). ``collect()`` (prometheus_client families) gives the same series; a
 test checks both parse to the same samples.
+
+Background rendering (``fleet export serve``): ``start_background()`` re-renders in a thread
+whenever the store changed (checked every ``interval_seconds``), and scrapes are served the
+last COMPLETE rendering without waiting: a scrape never pays for reading the store (a new run
+of 10,000 cases takes seconds to read and render), at the price of being up to one render
+behind the store. The first rendering is made before the server listens.
 """
 
 from __future__ import annotations
 
+import gc
 import socket
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -60,8 +68,10 @@ class StoreCollector(Collector):
     """The catalogue's families for the selected runs, kept in step with the store.
 
     Thread-safe (one lock). A refresh asks SQLite for ``data_version``: unchanged, nothing is
-    read; changed, only attempts (and results) above the watermark are read, unless the set
-    of selected runs changed, which starts over.
+    read; changed, only attempts (and results) above the watermark are read, and all of a run
+    that is new to the selection (runs are created before their attempts, so a run new to the
+    selection has none read yet); a run leaving the selection (``--last N`` with N runs
+    already) starts over.
     """
 
     def __init__(self, store: Store, selection: Selection) -> None:
@@ -73,6 +83,9 @@ class StoreCollector(Collector):
         self._counts: list[Series] = []
         self._body = b""
         self.reads = 0  # refreshes that read the store (the rest found it unchanged)
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.background_error: str | None = None  # the last failed background refresh
 
     def refresh(self) -> None:
         """Bring the series up to date (FleetError on an unknown run id)."""
@@ -88,18 +101,26 @@ class StoreCollector(Collector):
         conn.execute("BEGIN")  # one consistent view of the store
         try:
             runs = select_runs(store, self._selection.run_ids, self._selection.last)
-            if tuple(r.run_id for r in runs) != self._live.run_ids:
-                self._live = LiveExport(self._selection.axis_labels)
-                for info in runs:
-                    self._live.add_run(info, read_static(store, info.run_id))
+            known = self._live.run_ids
+            if tuple(r.run_id for r in runs[:len(known)]) != known:  # a run left: start over
+                self._live, known = LiveExport(self._selection.axis_labels), ()
+            mark = self._live.last_attempt_id
+            added = runs[len(known):]  # new runs: every attempt of theirs is new
+            for info in added:
+                self._live.add_run(info, read_static(store, info.run_id))
             for info in runs:
                 self._live.update_info(info)
-            self._live.apply(read_increment(store, self._live.run_ids,
-                                            self._live.last_attempt_id))
+            self._live.apply(read_increment(store, known, mark))
+            self._live.apply(read_increment(store, tuple(r.run_id for r in added), 0))
             self._counts = self._live.counts(runs_by_status(store), store.schema_version())
+        except BaseException:  # half-applied: start over next time (scrapes keep the last)
+            self._live = LiveExport(self._selection.axis_labels)
+            raise
         finally:
             conn.execute("COMMIT")
-        self._body = self._live.exposition(self._counts).encode()
+        # one bytes object: a scrape then sends it with a few send() calls, each of which has
+        # to win the GIL back from a busy render thread (thousands of pieces would stall it)
+        self._body = b"".join(self._live.chunks(self._counts))
         self._version = version
         self.reads += 1
 
@@ -111,17 +132,66 @@ class StoreCollector(Collector):
         yield from families
         yield _duration(time.perf_counter() - started)
 
+    def start_background(self, interval_seconds: float = 1.0) -> None:
+        """Render now, then keep re-rendering in a thread when the store changes; from now on
+        ``exposition()`` serves the last complete rendering without touching the store.
+
+        A rendering creates up to millions of long-lived objects; the cyclic garbage
+        collector would scan them over and over, each full collection holding the GIL (so
+        stalling scrapes) for 100-200 ms. So it is off while rendering, and what exists
+        afterwards is frozen (``gc.freeze``: never scanned again). The series objects are
+        acyclic, so reference counting still frees them when a rendering is replaced; only
+        a reference cycle that became garbage while a rendering ran is never collected."""
+        self._refresh_frozen()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._loop, args=(stop, interval_seconds),
+                                  name="fleet-exporter-render", daemon=True)
+        self._stop, self._thread = stop, thread
+        thread.start()
+
+    def stop_background(self) -> None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30.0)
+            self._stop = self._thread = None
+
+    def _loop(self, stop: threading.Event, interval_seconds: float) -> None:
+        while not stop.wait(interval_seconds):
+            try:
+                self._refresh_frozen()
+                self.background_error = None
+            except (FleetError, sqlite3.Error) as exc:  # keep serving the last rendering
+                self.background_error = str(exc)
+
+    def _refresh_frozen(self) -> None:
+        """refresh() with the cyclic garbage collector off; what it built is then frozen."""
+        gc.disable()
+        try:
+            self.refresh()
+        finally:
+            gc.freeze()
+            gc.enable()
+
     def exposition(self) -> bytes:
         """The text format of every family, as fast as the store allows (no prometheus_client
-        rendering: the lines of stored results are rendered once, when first read)."""
+        rendering: the lines of stored results are rendered once, when first read). With
+        background rendering on: the last complete rendering, the store is not read."""
+        return b"".join(self.exposition_chunks())
+
+    def exposition_chunks(self) -> tuple[bytes, ...]:
+        """:meth:`exposition` in two pieces, the rendering and the scrape duration (what the
+        HTTP server sends, without copying the ~30 MiB rendering again)."""
         started = time.perf_counter()
-        with self._lock:
-            self._refresh()
-            body = self._body
+        if self._thread is not None:
+            body = self._body  # replaced whole by the render thread, never mutated
+        else:
+            with self._lock:
+                self._refresh()
+                body = self._body
         series = Series(cat.SCRAPE_DURATION, (), time.perf_counter() - started)
-        return body + (f"# HELP {cat.SCRAPE_DURATION.name} {cat.SCRAPE_DURATION.help}\n"
-                       f"# TYPE {cat.SCRAPE_DURATION.name} gauge\n"
-                       f"{sample_line(series)}").encode()
+        return (body, f"# HELP {cat.SCRAPE_DURATION.name} {cat.SCRAPE_DURATION.help}\n"
+                         f"# TYPE {cat.SCRAPE_DURATION.name} gauge\n"
+                         f"{sample_line(series)}".encode())
 
 
 def _duration(seconds: float) -> Metric:
@@ -204,10 +274,10 @@ def metrics_app(collector: StoreCollector) -> WSGIApplication:
         if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"fleet exporter: see /metrics\n"]
-        body = collector.exposition()
+        chunks = collector.exposition_chunks()
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+                                  ("Content-Length", str(sum(map(len, chunks))))])
+        return list(chunks)
 
     return app
 

@@ -9,6 +9,7 @@ the first value; the rest are counted in ``duplicates`` instead of exported as c
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from fleet.export.store_reader import Increment, ResultRow, RunStatic
 from fleet.runs import Attempt, RunDetail, RunInfo, StoredAttempt
 
 Labels = tuple[tuple[str, str], ...]
+MAX_BLOCKS = 64  # encoded blocks kept per family before they are merged into one
 RUN_STATUSES = ("running", "completed", "incomplete", "interrupted", "failed")
 QUARANTINE_PREFIX = "host quarantined:"
 
@@ -49,7 +51,11 @@ class LiveExport:
         self._axis_labels = tuple(axis_labels)
         self._runs: dict[str, _Run] = {}
         self._growing: dict[str, list[Series]] = {}  # family name -> results, case infos
-        self._lines: dict[str, list[str]] = {}  # family name -> their rendered lines
+        self._blocks: dict[str, list[bytes]] = {}  # family name -> its rendered lines, encoded
+        self._pending: dict[str, list[str]] = {}  # lines rendered since the last flush
+        self._label_texts: dict[Labels, str] = {}  # sampler series' labels, rendered
+        self._entries: dict[tuple[str, str, Labels], cat.CatalogueEntry] = {}
+        self._extras: dict[Labels, Labels] = {}  # stored sampler labels -> exported ones
         self._seen: set[tuple[str, Labels]] = set()
         self.duplicates = 0
         self.last_attempt_id = 0
@@ -71,6 +77,7 @@ class LiveExport:
                 *base, ("case_id", case_id), ("workload", workload),
                 *((f"param_{cat.sanitise(k)}", cat.label_value(_text(v)))
                   for k, v in sorted(params.items()))), 1.0))
+        self._flush()
 
     def update_info(self, info: RunInfo) -> None:
         self._runs[info.run_id].info = info
@@ -90,10 +97,14 @@ class LiveExport:
                 base = bases[key] = (
                     ("run_id", run_id), ("suite", run.info.suite), ("case_id", row.case_id),
                     ("host", row.host), ("repetition", str(row.repetition)))
-            entry = cat.lookup(row.metric, row.unit, row.labels)
-            self._grow(_sampler(entry, base, row) if entry.source == "sampler"
+            entry = self._entries.get((row.metric, row.unit, row.labels))
+            if entry is None:
+                entry = self._entries[(row.metric, row.unit, row.labels)] = cat.lookup(
+                    row.metric, row.unit, row.labels)
+            self._grow(_sampler(entry, base, row, self._extras) if entry.source == "sampler"
                        else _workload(base, row, *run.axes.get(row.case_id, ("", ()))))
         self.last_attempt_id = max(self.last_attempt_id, increment.last_attempt_id)
+        self._flush()
 
     def _grow(self, series: Series) -> None:
         ident = (series.entry.name, series.labels)
@@ -102,7 +113,24 @@ class LiveExport:
             return
         self._seen.add(ident)
         self._growing.setdefault(series.entry.name, []).append(series)
-        self._lines.setdefault(series.entry.name, []).append(sample_line(series))
+        if series.entry.source != "sampler" or not series.labels:  # labels all its own
+            line = sample_line(series)
+        else:  # an attempt's sampler results share their labels: render those once
+            text = self._label_texts.get(series.labels)
+            if text is None:
+                text = self._label_texts[series.labels] = _label_text(series.labels)
+            line = f"{series.entry.name}{{{text}}} {format_value(series.value)}\n"
+        self._pending.setdefault(series.entry.name, []).append(line)
+
+    def _flush(self) -> None:
+        """Pending lines -> one encoded block per family (merged when there are many), so a
+        rendering joins a few blocks instead of every line."""
+        for name, lines in self._pending.items():
+            blocks = self._blocks.setdefault(name, [])
+            blocks.append("".join(lines).encode())
+            if len(blocks) > MAX_BLOCKS:
+                blocks[:] = [b"".join(blocks)]
+        self._pending.clear()
 
     def counts(self, runs_by_status: Iterable[tuple[str, int]],
                schema_version: int) -> list[Series]:
@@ -125,16 +153,30 @@ class LiveExport:
 
     def exposition(self, counts: Iterable[Series]) -> str:
         """The text exposition format (0.0.4) of every series, families in catalogue order."""
-        lines: dict[str, list[str]] = {n: list(v) for n, v in self._lines.items()}
+        return b"".join(self.chunks(counts)).decode()
+
+    def chunks(self, counts: Iterable[Series]) -> tuple[bytes, ...]:
+        """:meth:`exposition` as encoded pieces (joined, they are the text): the stored
+        results' blocks are shared, not copied, so this costs little however many series."""
+        extra: dict[str, list[str]] = {}
         for item in counts:
-            lines.setdefault(item.entry.name, []).append(sample_line(item))
-        parts = []
+            extra.setdefault(item.entry.name, []).append(sample_line(item))
+        parts: list[bytes] = []
         for entry in cat.CATALOGUE:
-            if entry.name in lines:
-                parts.append(f"# HELP {entry.name} {_escape_help(entry.help)}\n"
-                             f"# TYPE {entry.name} {entry.type}\n")
-                parts.append("".join(lines[entry.name]))
-        return "".join(parts)
+            blocks = self._blocks.get(entry.name, ())
+            if not blocks and entry.name not in extra:
+                continue
+            parts.append(_header(entry))
+            parts.extend(blocks)
+            if entry.name in extra:
+                parts.append("".join(extra[entry.name]).encode())
+        return tuple(parts)
+
+
+@functools.cache
+def _header(entry: cat.CatalogueEntry) -> bytes:
+    return (f"# HELP {entry.name} {_escape_help(entry.help)}\n"
+            f"# TYPE {entry.name} {entry.type}\n").encode()
 
 
 def attempt_series(run_id: str, suite: str, attempt: Attempt, workload: str) -> list[Series]:
@@ -159,9 +201,15 @@ def attempt_series(run_id: str, suite: str, attempt: Attempt, workload: str) -> 
     return list(out.values())
 
 
-def _sampler(entry: cat.CatalogueEntry, base: Labels, row: ResultRow) -> Series:
-    extra = tuple(("node" if k == "node" else f"label_{cat.sanitise(k)}", cat.label_value(v))
-                  for k, v in row.labels if k != "source")
+def _sampler(entry: cat.CatalogueEntry, base: Labels, row: ResultRow,
+             extras: dict[Labels, Labels] | None = None) -> Series:
+    """The series of a sampler result; ``extras`` caches its labels' exported form."""
+    extra = None if extras is None else extras.get(row.labels)
+    if extra is None:
+        extra = tuple(("node" if k == "node" else f"label_{cat.sanitise(k)}",
+                       cat.label_value(v)) for k, v in row.labels if k != "source")
+        if extras is not None:
+            extras[row.labels] = extra
     assert row.value is not None
     return Series(entry, base + extra, row.value)
 
@@ -201,9 +249,13 @@ def _run_counts(run: _Run) -> list[Series]:
 
 def sample_line(series: Series) -> str:
     """``name{label="value",...} value`` (labels sorted, values escaped) and a newline."""
-    labels = ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(series.labels))
+    labels = _label_text(series.labels)
     return (f"{series.entry.name}{{{labels}}} {format_value(series.value)}\n" if labels
             else f"{series.entry.name} {format_value(series.value)}\n")
+
+
+def _label_text(labels: Labels) -> str:
+    return ",".join([f'{k}="{_escape_value(v)}"' for k, v in sorted(labels)])
 
 
 def format_value(value: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def read_increment(store: Store, run_ids: Sequence[str], after_attempt_id: int) 
     if not run_ids:
         return Increment((), (), after_attempt_id)
     attempts = tuple(_attempts(conn, marks, (*run_ids, after_attempt_id)))
-    results = _results(conn, marks, (*run_ids, after_attempt_id))
+    results = _results(conn, marks, (*run_ids, after_attempt_id), attempts)
     last = max((a.attempt_id for _, a in attempts), default=after_attempt_id)
     return Increment(attempts, results, last)
 
@@ -141,22 +141,92 @@ def _attempts(conn: sqlite3.Connection, marks: str,
     return out
 
 
-def _results(conn: sqlite3.Connection, marks: str,
-             params: tuple[object, ...]) -> tuple[tuple[str, ResultRow], ...]:
-    """Results of completed attempts, in the order they were stored."""
+def _results(conn: sqlite3.Connection, marks: str, params: tuple[object, ...],
+             attempts: Sequence[tuple[str, StoredAttempt]]) -> tuple[tuple[str, ResultRow], ...]:
+    """Results of completed attempts (of ``attempts``), in the order they were stored."""
+    owners = {a.attempt_id: (run_id, a.attempt.job.case_id, a.attempt.job.repetition,
+                             a.attempt.host)
+              for run_id, a in attempts if a.attempt.status == "completed"}
     rows = []
     labels_cache: dict[str, tuple[tuple[str, str], ...]] = {}
-    for run_id, job_key, host, metric, value, unit, labels_json in conn.execute(
-            "SELECT a.run_id, a.job_key, a.host, r.metric, r.value, r.unit,"  # noqa: S608
-            " r.labels_json FROM results r JOIN attempts a ON a.attempt_id = r.attempt_id"
+    for attempt_id, metric, value, unit, labels_json in conn.execute(
+            "SELECT r.attempt_id, r.metric, r.value, r.unit, r.labels_json"  # noqa: S608
+            " FROM results r JOIN attempts a ON a.attempt_id = r.attempt_id"
             f" WHERE a.run_id IN ({marks}) AND a.attempt_id > ? AND a.status = 'completed'"
             " ORDER BY r.rowid", params):
         labels = labels_cache.get(labels_json)
         if labels is None:
             labels = tuple(sorted((str(k), str(v)) for k, v in json.loads(labels_json).items()))
             labels_cache[labels_json] = labels
-        case_id, repetition, _ = str(job_key).split("/", 2)
-        rows.append((str(run_id), ResultRow(case_id, int(repetition), str(host), str(metric),
-                                            None if value is None else float(value), str(unit),
-                                            labels)))
+        owner = owners.get(attempt_id)
+        if owner is None:  # committed after the attempts were read: the next increment's
+            continue
+        run_id, case_id, repetition, host = owner
+        rows.append((run_id, ResultRow(case_id, repetition, host, str(metric),
+                                       None if value is None else float(value), str(unit),
+                                       labels)))
     return tuple(rows)
+
+
+@dataclass(frozen=True)
+class StoredSeries:
+    """One stored sample series of one attempt: (wall unix seconds, value) points in the
+    order they were stored (time order); value None: the sample had none."""
+
+    case_id: str
+    repetition: int
+    host: str
+    series: str
+    labels: tuple[tuple[str, str], ...]
+    points: tuple[tuple[float, float | None], ...]
+
+
+def iter_job_samples(store: Store, run_id: str,
+                     series: str | None = None) -> Iterator[tuple[StoredSeries, ...]]:
+    """The run's stored sample series (only ``series`` if given), one job at a time: all
+    attempts of a job together, jobs in job-key order. Streams: one job in memory at once."""
+    where = "" if series is None else " AND s.series = ?"
+    rows = store.connection.execute(
+        "SELECT a.job_key, s.attempt_id, a.host, s.series, s.labels_json,"  # noqa: S608
+        " s.wall_unix_seconds, s.value FROM samples s JOIN attempts a"
+        f" ON a.attempt_id = s.attempt_id WHERE a.run_id = ?{where}"
+        " ORDER BY a.job_key, s.attempt_id, s.rowid",
+        (run_id,) if series is None else (run_id, series))
+    job: object = None
+    groups: dict[tuple[int, str, str, str], list[tuple[float, float | None]]] = {}
+    labels_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+    for job_key, attempt_id, host, name, labels_json, wall, value in rows:
+        if job_key != job:
+            if groups:
+                yield _job_series(str(job), groups, labels_cache)
+            job, groups = job_key, {}
+        key = (attempt_id, host, name, labels_json)
+        points = groups.get(key)
+        if points is None:
+            points = groups[key] = []
+        points.append((wall, value))
+    if groups:
+        yield _job_series(str(job), groups, labels_cache)
+
+
+def _job_series(job_key: str,
+                groups: dict[tuple[int, str, str, str], list[tuple[float, float | None]]],
+                labels_cache: dict[str, tuple[tuple[str, str], ...]]
+                ) -> tuple[StoredSeries, ...]:
+    case_id, repetition, _ = job_key.split("/", 2)
+    out = []
+    for (_, host, name, labels_json), points in groups.items():
+        labels = labels_cache.get(labels_json)
+        if labels is None:
+            labels = labels_cache[labels_json] = tuple(sorted(
+                (str(k), str(v)) for k, v in json.loads(labels_json).items()))
+        out.append(StoredSeries(case_id, int(repetition), str(host), str(name), labels,
+                                tuple(points)))
+    return tuple(out)
+
+
+def stored_series_names(store: Store, run_id: str) -> tuple[str, ...]:
+    """The names of the sample series stored for the run's attempts (none: not sampled)."""
+    return tuple(str(r[0]) for r in store.connection.execute(
+        "SELECT DISTINCT s.series FROM samples s JOIN attempts a"
+        " ON a.attempt_id = s.attempt_id WHERE a.run_id = ? ORDER BY s.series", (run_id,)))

@@ -175,3 +175,77 @@ def pushgateway_on(home: Path) -> Iterator[str]:
         yield address
     finally:
         stop(process)
+
+
+# ---- remote write and backfill (fleet export import) -----------------------------------------
+
+PROMTOOL = "/usr/bin/promtool"
+
+
+def query_at(prometheus: Prometheus, promql: str, at_unix_seconds: float) -> list[dict[str, Any]]:
+    """An instant query evaluated at a past time (imported samples carry their own times)."""
+    result: list[dict[str, Any]] = prometheus.api(
+        "query", query=promql, time=f"{at_unix_seconds:.3f}")["result"]
+    return result
+
+
+@contextmanager
+def receiving_prometheus(home: Path, *, receiver: bool = True,
+                         out_of_order_window: str | None = "30d",
+                         target: str | None = None,
+                         rule_files: Sequence[Path] = ()) -> Iterator[Prometheus]:
+    """A ready Prometheus in ``home`` accepting remote writes at ``{url}/api/v1/write`` (unless
+    ``receiver`` is False), with ``out_of_order_time_window`` set (None: unset, Prometheus'
+    default), scraping itself every second (so its head block reaches "now") and ``target``
+    (host:port, job ``fleet``) if given; always stopped."""
+    assert shutil.which(PROMETHEUS), "prometheus missing: run scripts/bootstrap"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    rules = "".join(f"  - {path}\n" for path in rule_files)
+    config = home / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        + (f"storage: {{tsdb: {{out_of_order_time_window: {out_of_order_window}}}}}\n"
+           if out_of_order_window else "")
+        + (f"rule_files:\n{rules}" if rules else "")
+        + "scrape_configs:\n"
+        f"  - {{job_name: prometheus, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}\n"
+        + (f"  - {{job_name: fleet, scrape_timeout: 1s, static_configs: [{{targets: "
+           f"['{target}']}}]}}\n" if target else ""))
+    log = (home / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={home / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+         *(["--web.enable-remote-write-receiver"] if receiver else [])],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+        yield server
+    finally:
+        stop(process)
+
+
+@contextmanager
+def backfilled_prometheus(home: Path, openmetrics_file: Path) -> Iterator[Prometheus]:
+    """`promtool tsdb create-blocks-from openmetrics` of the file into a fresh data dir, then a
+    ready Prometheus on that dir (no scrapes); always stopped."""
+    assert shutil.which(PROMTOOL), "promtool missing: run scripts/bootstrap"
+    home.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics",
+                           str(openmetrics_file), str(home / "tsdb")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    port = free_port()
+    (home / "prometheus.yml").write_text("scrape_configs: []\n")
+    log = (home / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={home / 'prometheus.yml'}",
+         f"--storage.tsdb.path={home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+        yield server
+    finally:
+        stop(process)
