@@ -19,7 +19,10 @@ from rich.console import Console
 
 from fleet import __version__
 from fleet.cli_args import build_parser
+from fleet.cli_compare import cmd_compare, cmd_gate
+from fleet.cli_dashboards import cmd_dashboards_build, cmd_dashboards_push
 from fleet.cli_export import cmd_export_rules, cmd_export_serve, cmd_export_text
+from fleet.cli_report import cmd_history, cmd_report
 from fleet.cli_runs import cmd_run, cmd_runs, cmd_show
 from fleet.codec import to_jsonable
 from fleet.errors import FleetError
@@ -253,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run, "runs": cmd_runs, "show": cmd_show,
         "export serve": cmd_export_serve, "export text": cmd_export_text,
         "export rules": cmd_export_rules,
+        "dashboards build": cmd_dashboards_build, "dashboards push": cmd_dashboards_push,
+        "report": cmd_report, "history": cmd_history,
+        "compare": cmd_compare, "gate": cmd_gate,
     }, version=__version__, default_store=default_store_path)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

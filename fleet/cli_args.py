@@ -116,6 +116,15 @@ def build_parser(parser_class: type[argparse.ArgumentParser], *, handlers: Mappi
     from fleet.cli_export import build_export_parsers  # export serve, export text
 
     build_export_parsers(sub, parser_class, handlers, default_store)
+    from fleet.cli_dashboards import build_dashboards_parsers  # dashboards build, push
+
+    build_dashboards_parsers(sub, parser_class, handlers)
+    from fleet.cli_report import build_report_parsers  # report, history
+
+    build_report_parsers(sub, handlers, default_store)
+    from fleet.cli_compare import build_compare_parsers  # compare, gate
+
+    build_compare_parsers(sub, handlers, default_store)
     return parser
 
 

@@ -1,0 +1,100 @@
+"""Reads what a report needs from the store: runs, case settings, host facts, series.
+
+A host's facts are the snapshot whose fingerprint its attempts recorded (the newest such), else
+its newest snapshot taken before the run ended, else none (the report says so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fleet.codec import facts_from_json_data
+from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
+from fleet.errors import ConfigError
+from fleet.model import Facts, ParamValue
+from fleet.report.assemble import RunRecords
+from fleet.report.series import SeriesChoice
+from fleet.runs import SeriesPoint
+from fleet.store import Store
+from fleet.store_runs import load_run, load_samples, run_suite_text, sample_counts
+from fleet.suite import parse_suite
+
+
+def load_records(store: Store, run_id: str) -> RunRecords:
+    """StoreError (one line) for an unknown run id."""
+    detail = load_run(store, run_id)
+    suite_text, plan_json = run_suite_text(store, run_id)
+    planned: Mapping[str, Any] = plan_cases(plan_json)
+    settings: dict[str, dict[str, ParamValue]] = {}
+    workloads: dict[str, str] = {}
+    for case_id, workload, params_json in detail.cases:
+        case = planned.get(case_id)
+        if isinstance(case, dict):
+            merged = {**case.get("params", {}), **case.get("knobs", {}),
+                      **case.get("variant", {})}
+        else:
+            merged = json.loads(params_json)
+        settings[case_id] = merged
+        workloads[case_id] = workload
+    return RunRecords(detail, settings, workloads, *_compare(suite_text, detail.info.suite_path))
+
+
+def _compare(suite_text: str, source: str) -> tuple[dict[str, CompareConfig], CompareConfig]:
+    """Each workload entry's compare settings from the suite text recorded with the run
+    (defaults when the text no longer parses, e.g. written by another fleet version)."""
+    try:
+        suite = parse_suite(suite_text, source=source)
+    except ConfigError:
+        return {}, DEFAULT_COMPARE
+    return {e.name: e.compare for e in suite.entries}, suite.compare
+
+
+def plan_cases(plan_json: str) -> Mapping[str, Any]:
+    try:
+        data = json.loads(plan_json)
+    except ValueError:
+        return {}
+    cases = data.get("cases") if isinstance(data, dict) else None
+    return cases if isinstance(cases, dict) else {}
+
+
+def load_facts(store: Store, runs: Sequence[RunRecords]) -> dict[str, Facts | None]:
+    wanted: dict[str, set[str]] = {}
+    ended = 0.0
+    for run in runs:
+        info = run.detail.info
+        ended = max(ended, info.finished_at_unix_seconds or info.created_at_unix_seconds)
+        for stored in run.detail.attempts:
+            prints = wanted.setdefault(stored.attempt.host, set())
+            if stored.attempt.fingerprint:
+                prints.add(stored.attempt.fingerprint)
+            ended = max(ended, stored.attempt.ended_at_unix_seconds)
+    return {host: _host_facts(store, host, prints, ended) for host, prints in wanted.items()}
+
+
+def _host_facts(store: Store, host: str, prints: set[str], ended: float) -> Facts | None:
+    conn = store.connection
+    row = None
+    if prints:
+        marks = ",".join("?" * len(prints))
+        row = conn.execute(
+            "SELECT facts_json FROM facts_snapshots WHERE host = ?"  # noqa: S608 (? marks)
+            f" AND fingerprint IN ({marks}) ORDER BY id DESC LIMIT 1",
+            (host, *sorted(prints))).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT facts_json FROM facts_snapshots WHERE host = ?"
+            " AND collected_at_unix_seconds <= ? ORDER BY id DESC LIMIT 1",
+            (host, ended)).fetchone()
+    return None if row is None else facts_from_json_data(json.loads(row[0]))
+
+
+def load_counts(store: Store, runs: Sequence[RunRecords]) -> list[dict[int, dict[str, int]]]:
+    return [sample_counts(store, run.detail.info.run_id) for run in runs]
+
+
+def load_chosen_samples(store: Store, choices: Sequence[SeriesChoice]
+                        ) -> list[tuple[SeriesChoice, tuple[SeriesPoint, ...]]]:
+    return [(c, load_samples(store, c.attempt_id)) for c in choices]
