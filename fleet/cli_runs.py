@@ -300,12 +300,14 @@ def _local_time(unix_seconds: float) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from fleet.compare.load import tags_by_run
     from fleet.run_api import run_detail, run_sample_counts
 
     detail, summary = run_detail(args.store, args.run_id)
     counts = run_sample_counts(args.store, args.run_id)
+    tags = tags_by_run(args.store).get(detail.info.run_id, {})
     if args.json:
-        data = {"run": {**summary_json(summary), "seed": detail.info.seed,
+        data = {"run": {**summary_json(summary), "seed": detail.info.seed, "tags": tags,
                         "suite_path": detail.info.suite_path,
                         "suite_sha256": detail.info.suite_sha256,
                         "created_at_unix_seconds": detail.info.created_at_unix_seconds,
@@ -323,6 +325,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(f"run {info.run_id}: suite {info.suite} ({info.suite_path}, sha256 "
                   f"{info.suite_sha256[:12]}), seed {info.seed}, created "
                   f"{_local_time(info.created_at_unix_seconds)}, status {info.status}")
+    if tags:
+        console.print("tags: " + ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
+                      markup=False, highlight=False)
     console.print(_cases_view(detail.cases))
     console.print(_attempts_view(detail))
     if any(_sampler_measurements(a.attempt.measurements) for a in detail.attempts):

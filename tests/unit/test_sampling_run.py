@@ -141,12 +141,13 @@ def fleet(*args: str) -> subprocess.CompletedProcess[str]:
 def test_fleet_run_stores_series_and_show_reports_them(tmp_path: Path) -> None:
     suite, store = tmp_path / "suite.yml", tmp_path / "f.sqlite"
     suite.write_text(SUITE)
-    ran = fleet("run", str(suite), "--store", str(store), "--json")
+    ran = fleet("run", str(suite), "--store", str(store), "--json", "--tag", "branch=main")
     assert ran.returncode == 0, ran.stderr
     run_id = json.loads(ran.stdout.splitlines()[0])["run_id"]
     shown = fleet("show", run_id, "--store", str(store), "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
+    assert data["run"]["tags"]["branch"] == "main" and "date" in data["run"]["tags"]
     cases = {c["case_id"]: c["workload"] for c in data["cases"]}
     attempts = {cases[a["case_id"]]: a for a in data["attempts"]}
     hold, quiet = attempts["hold"], attempts["quiet"]
@@ -170,3 +171,4 @@ def test_fleet_run_stores_series_and_show_reports_them(tmp_path: Path) -> None:
     assert max(p.value or 0 for p in resident) >= 32 << 20  # the child's 32 MiB
     text = fleet("show", run_id, "--store", str(store))
     assert "sampled while running" in text.stdout and "tlb_shootdowns_per_second" in text.stdout
+    assert "tags: branch=main, date=" in text.stdout
