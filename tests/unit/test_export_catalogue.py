@@ -46,15 +46,15 @@ def load_benchmark() -> ModuleType:
 
 
 def test_names_are_unique_and_follow_prometheus_conventions() -> None:
-    names = [e.name for e in cat.CATALOGUE]
-    assert len(names) == len(set(names))
-    for entry in cat.CATALOGUE:
+    names = [e.name for e in cat.EVERY]  # exported and imported (host samples) families
+    assert len(names) == len(set(names)) and len(cat.HOST_SAMPLES) > 0
+    for entry in cat.EVERY:
         assert NAME.fullmatch(entry.name), entry.name
         assert entry.name.endswith("_total") == (entry.type == "counter"), entry.name
         suffix = {"seconds": "_seconds", "bytes": "_bytes", "ratio": "_ratio",
                   "per_second": "_per_second", "info": "_info"}.get(entry.unit)
-        if suffix is not None:
-            assert entry.name.endswith(suffix), entry.name
+        if suffix is not None:  # a counter's unit comes before its _total
+            assert entry.name.removesuffix("_total").endswith(suffix), entry.name
         assert entry.help and entry.direction in ("lower_is_better", "higher_is_better",
                                                   "neutral")
 
