@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub
@@ -35,6 +36,10 @@ GATE_EXAMPLE = """examples:
 
 Runs the suite (like fleet run), then compares every metric x case x host with the baseline;
 thresholds, directions and minimum repetitions come from the suite's compare: section.
+History: each gated row's values in the newest N earlier completed runs of the suite
+(compare.history: N, default 20; --history N overrides, 0 turns it off). From 5 runs on, the
+host's own noise raises the threshold (2 x its CV) and a change point at the newest run in
+the worse direction fails the gate too ("found by history").
 Exit codes: 0 pass; 1 significant regression; 2 could not decide (missing data, too few
 repetitions, unreachable or quarantined hosts, fingerprint mismatch, bad input).
 """
@@ -64,6 +69,9 @@ def build_compare_parsers(sub: Any, handlers: Mapping[str, Any],
     gate.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                       help="tag the gate's run (repeatable)")
     gate.add_argument("--seed", type=int, default=None, help="seed for the per-host order")
+    gate.add_argument("--history", type=int, default=None, metavar="N",
+                      help="earlier runs read as history (0: off; default: the suite's "
+                           "compare.history, 20)")
     gate.add_argument("--accept-new-host-keys", action="store_true",
                       help="add unknown SSH host keys to known_hosts")
     _common(gate, default_store)
@@ -108,6 +116,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from fleet.compare.output import decision_json, junit, markdown, report_json
     from fleet.compare.tags import parse_tags, with_defaults
 
+    if args.history is not None and not 0 <= args.history <= 1000:
+        raise ConfigError(f"--history {args.history}: must be between 0 and 1000",
+                          where="--history", hint="e.g. --history 20 (0 turns it off)")
     axis = None
     if args.baseline_axis is not None:
         name, value, _ = parse_axis(args.baseline_axis, option="--baseline-axis", pair=False)
@@ -115,7 +126,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     request = GateRequest(args.suite, tuple(_inventory_sources(args)), args.limit, args.store,
                           args.baseline, axis, validate_allowed(args.allow_mismatch),
                           with_defaults(parse_tags(args.tag), args.suite), args.seed,
-                          args.accept_new_host_keys)
+                          args.accept_new_host_keys, args.history)
     view = _RunView(as_json=False)
     try:
         result = run_gate(request, on_event=view.event, on_warning=_warn)
@@ -162,25 +173,31 @@ _STYLES = {"worse": "bold red", "better": "green", "changed": "yellow",
 
 
 def _print_report(report: Any) -> None:
+    from fleet.compare.decide import by_history, row_title, threshold_text
     from fleet.compare.engine import case_text, cross_machine, metric_text
-    from fleet.compare.output import change_text, number, p_text, percent
+    from fleet.compare.output import change_text, history_text, number, p_text, percent
 
     console = _console()
     table = Table(title=f"{report.candidate} vs baseline {report.baseline}",
                   title_justify="left")
+    history = any(row.history is not None for row in report.rows)
     for col in ("verdict", "metric", "workload", "case", "host", "baseline (n)",
-                "candidate (n)", "IQR b / c", "change [95% CI]", "p", "δ"):
+                "candidate (n)", "IQR b / c", "change [95% CI]", "p", "δ", "threshold",
+                *(("history",) if history else ())):
         table.add_column(col, justify="right" if col in ("p", "δ") else "left")
     for row in report.rows:
         g, r = row.group, row.result
         verdict = r.verdict + ("" if row.gate else " ·")
+        past = (f"[bold red]{history_text(row)}" if by_history(row) == "worse"
+                else history_text(row),) if history else ()
         table.add_row(f"[{_STYLES.get(r.verdict, '')}]{verdict}" if r.verdict in _STYLES
                       else verdict, metric_text(g.metric, g.labels), g.workload,
                       case_text(g.case), g.host,
                       f"{number(r.baseline.median, g.unit)} ({r.baseline.n})",
                       f"{number(r.candidate.median, g.unit)} ({r.candidate.n})",
                       f"{number(r.baseline.iqr)} / {number(r.candidate.iqr)}",
-                      change_text(row), p_text(r.p_value), number(r.cliffs_delta))
+                      change_text(row), p_text(r.p_value), number(r.cliffs_delta),
+                      threshold_text(row), *past)
     console.print(table)
     cross = [c for c in cross_machine(report) if len(c.cells) > 1]
     if cross:
@@ -195,6 +212,10 @@ def _print_report(report: Any) -> None:
                            f"({percent(cells[h].result.relative_change)})" if h in cells
                            else "-" for h in hosts))
         console.print(view)
+    for row in report.rows:
+        if row.history is not None and by_history(row) is not None:
+            console.print(escape(f"found by history ({row.history.verdict}): "
+                                 f"{row_title(row)}: {row.history.reason}"))
     for d in report.mismatches:
         console.print(f"[yellow]allowed mismatch: {d.text()}")
     if any(not row.gate for row in report.rows):

@@ -21,7 +21,10 @@ REPORT_EXAMPLE = """examples:
   fleet report RUN_A --compare RUN_B -o before-after/       # columns: the two runs
 
 One index.html plus PNG plots, no server and nothing fetched: open it in any browser.
-Exit codes: 0 written; 2 bad input (unknown run, axis value not in the run, empty run).
+With --compare, the hosts must match like for like (as in fleet compare) unless
+--allow-mismatch names the differing fields (they are then listed in the report).
+Exit codes: 0 written; 2 bad input (unknown run, axis value not in the run, empty run,
+fingerprint mismatch).
 """
 HISTORY_EXAMPLE = """examples:
   fleet history --metric elapsed_seconds
@@ -42,6 +45,8 @@ def build_report_parsers(sub: Any, handlers: Mapping[str, Any],
                        help="columns: RUN_ID (before) and RUN_B (after)")
     which.add_argument("--axis", metavar="NAME=A,B", default=None,
                        help="columns: these values of one setting (param, knob or variant)")
+    report.add_argument("--allow-mismatch", nargs="+", default=[], metavar="FIELD",
+                        help="--compare although the hosts differ in these fingerprint fields")
     report.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="directory to write (created; a previous report there is replaced)")
     _add_store(report, default_store)
@@ -68,16 +73,20 @@ def _stdout() -> Console:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from fleet.compare.fingerprint import validate_allowed
     from fleet.report.build import ReportRequest, build_report, parse_axis
 
     axis, values = parse_axis(args.axis) if args.axis else (None, ())
     result = build_report(ReportRequest(args.store, args.run_id, args.output,
                                         compare_run_id=args.compare, axis=axis,
-                                        axis_values=values))
+                                        axis_values=values,
+                                        allow_mismatch=validate_allowed(args.allow_mismatch)))
     if args.json:
         sys.stdout.write(json.dumps({"index": str(result.index_path),
                                      "images": list(result.images),
-                                     "tables": len(result.data.tables)}, sort_keys=True) + "\n")
+                                     "tables": len(result.data.tables),
+                                     "mismatches_allowed": list(result.data.mismatches)},
+                                    sort_keys=True) + "\n")
     else:
         sys.stdout.write(f"report: {result.index_path} ({len(result.data.tables)} table(s), "
                          f"{len(result.images)} plot(s))\n")

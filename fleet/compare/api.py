@@ -14,8 +14,9 @@ from pathlib import Path
 from fleet.compare.decide import Decision, decide
 from fleet.compare.engine import Report, build_report
 from fleet.compare.fingerprint import MismatchError
-from fleet.compare.load import load_runs, resolve, tag_on_start
-from fleet.compare.select import SelectionError, between_runs, within_run
+from fleet.compare.history_check import HistoryKey
+from fleet.compare.load import load_history, load_runs, resolve, tag_on_start
+from fleet.compare.select import Group, SelectionError, between_runs, within_run
 from fleet.errors import ConfigError, FleetError
 from fleet.execute import ExecuteOptions
 from fleet.execute_events import HostQuarantined, RunEvent
@@ -72,6 +73,7 @@ class GateRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     seed: int | None = None
     accept_new_host_keys: bool = False
+    history_runs: int | None = None  # --history N (0: off); None: the suite's compare.history
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,22 @@ def _gate_report(request: GateRequest, run_id: str, baseline_id: str | None,
             groups = within_run(candidate, name, value, None, hosts=expected)
             return build_report(groups, baseline=f"{run_id} {name}={value}",
                                 candidate=f"{run_id} {name}!={value}", axis=name,
-                                allow_mismatch=request.allow_mismatch)
+                                allow_mismatch=request.allow_mismatch,
+                                history=_history(request, run_id, groups, expected),
+                                history_runs=request.history_runs)
         groups = between_runs(runs[0], candidate, hosts=expected)
         return build_report(groups, baseline=runs[0].run_id, candidate=run_id,
-                            allow_mismatch=request.allow_mismatch)
+                            allow_mismatch=request.allow_mismatch,
+                            history=_history(request, run_id, groups, expected),
+                            history_runs=request.history_runs)
     except (MismatchError, SelectionError) as exc:
         problems.append(exc.line())
         return None
+
+
+def _history(request: GateRequest, run_id: str, groups: Sequence[Group],
+             hosts: set[str]) -> dict[HistoryKey, tuple[float, ...]]:
+    """The earlier runs' medians for the gated rows (the most runs any row asks for)."""
+    runs = request.history_runs if request.history_runs is not None else \
+        max((g.config.history_runs for g in groups), default=0)
+    return load_history(request.store_path, run_id, runs=runs, hosts=hosts)

@@ -4,6 +4,7 @@
       min_repetitions: 5         # values per side below this: "insufficient data" (default 3)
       alpha: 0.05                # Mann-Whitney p must be below this (default 0.05)
       threshold: 5%              # smallest relative change that counts (0.05 or "5%"; default 0)
+      history: 20                # gate: the newest N earlier runs as history (0: off; default 20)
       metrics:                   # per metric (a workload's name or a sampler metric's)
         elapsed_seconds: {direction: lower_is_better, threshold: 10%}
         sampler_agent_cpu_ratio: {gate: false}
@@ -30,7 +31,8 @@ from fleet.compare.stats import (
 from fleet.export.catalogue import lookup
 from fleet.workloads.base import Node
 
-COMPARE_KEYS = ("min_repetitions", "alpha", "threshold", "metrics")
+DEFAULT_HISTORY_RUNS = 20
+COMPARE_KEYS = ("min_repetitions", "alpha", "threshold", "history", "metrics")
 METRIC_KEYS = ("direction", "threshold", "gate")
 _PERCENT = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*%\s*")
 
@@ -48,12 +50,14 @@ class CompareConfig:
     alpha: float = DEFAULT_ALPHA
     threshold_ratio: float = 0.0
     metrics: tuple[tuple[str, MetricRule], ...] = field(default=())
+    history_runs: int = DEFAULT_HISTORY_RUNS  # the gate's history (fleet.compare.history_check)
 
     def rule(self, metric: str) -> MetricRule | None:
         return dict(self.metrics).get(metric)
 
 
 DEFAULT_COMPARE = CompareConfig()
+HISTORY_MAX_RUNS = 1000
 
 
 def parse_compare(node: Node | None, default: CompareConfig) -> CompareConfig:
@@ -73,6 +77,12 @@ def parse_compare(node: Node | None, default: CompareConfig) -> CompareConfig:
         config = replace(config, alpha=alpha)
     if "threshold" in items:
         config = replace(config, threshold_ratio=_threshold(items["threshold"]))
+    if "history" in items:
+        runs = items["history"].integer("compare.history", minimum=0)
+        if runs > HISTORY_MAX_RUNS:
+            raise items["history"].error(f"compare.history must be <= {HISTORY_MAX_RUNS}, not "
+                                         f"{runs}", hint="e.g. 20 (0 turns the history off)")
+        config = replace(config, history_runs=runs)
     if "metrics" in items:
         merged = dict(config.metrics)
         for name, rule in items["metrics"].mapping("compare.metrics").items():

@@ -3,12 +3,13 @@ statistics of every group under its metric's policy, then the cross-machine view
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet.compare.config import policy_for
 from fleet.compare.fingerprint import FieldDiff, check_allowed, differences, ignored_fields
+from fleet.compare.history_check import HistoryCheck, HistoryKey, check_history, history_key
 from fleet.compare.select import CaseKey, Group, Labels
 from fleet.compare.stats import Comparison, compare_many
 
@@ -18,6 +19,9 @@ class Row:
     group: Group
     result: Comparison
     gate: bool  # judged by `fleet gate` (a direction, and not gate: false)
+    threshold_ratio: float = 0.0  # the threshold the row was judged with
+    threshold_source: str = "suite"  # where it came from (the suite, or the host's noise)
+    history: HistoryCheck | None = None  # the gate's history check (None: not asked)
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,30 @@ class CrossRow:
 
 
 def build_report(groups: Sequence[Group], *, baseline: str, candidate: str,
-                 axis: str | None = None, allow_mismatch: Collection[str] = ()) -> Report:
-    """MismatchError (fleet.compare.fingerprint) when hosts differ in a field not allowed."""
+                 axis: str | None = None, allow_mismatch: Collection[str] = (),
+                 history: Mapping[HistoryKey, Sequence[float]] | None = None,
+                 history_runs: int | None = None) -> Report:
+    """MismatchError (fleet.compare.fingerprint) when hosts differ in a field not allowed.
+
+    ``history`` (the gate's): per-run medians of earlier runs by history_key(group); each
+    gated row then gets check_history (``history_runs``, else its ``compare.history``), and
+    its two-sample test runs at the effective threshold."""
     mismatches = check_allowed(_mismatches(groups, axis), allow_mismatch)
     policies = [policy_for(g.config, g.metric, g.unit, g.labels) for g in groups]
+    checks: list[HistoryCheck | None] = []
+    for g, (policy, gated) in zip(groups, policies, strict=True):
+        runs = g.config.history_runs if history_runs is None else history_runs
+        checks.append(None if history is None or not gated or runs <= 0 else
+                      check_history(history.get(history_key(g), ()), g.candidate, policy,
+                                    runs=runs))
+    policies = [(p if c is None else replace(p, threshold_ratio=c.threshold_ratio), gated)
+                for (p, gated), c in zip(policies, checks, strict=True)]
     results = compare_many([(g.baseline, g.candidate, policy)
                             for g, (policy, _) in zip(groups, policies, strict=True)])
-    rows = tuple(Row(g, result, gated) for g, result, (_, gated)
-                 in zip(groups, results, policies, strict=True))
+    rows = tuple(Row(g, result, gated, policy.threshold_ratio,
+                     "suite" if check is None else check.threshold_source, check)
+                 for g, result, (policy, gated), check
+                 in zip(groups, results, policies, checks, strict=True))
     return Report(baseline, candidate, axis, rows, mismatches)
 
 

@@ -4,10 +4,11 @@ behind each attempt's fingerprint; run tags and baseline references."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from fleet.codec import facts_from_json_data
+from fleet.compare.history_check import HistoryKey, history_medians
 from fleet.compare.select import LoadedRun
 from fleet.execute_events import RunEvent, RunStarted
 from fleet.model import Facts
@@ -56,6 +57,30 @@ def load_runs(store_path: Path, refs: Sequence[str]) -> tuple[LoadedRun, ...]:
     """Each REF (run id or tag, see store_runs.resolve_ref) loaded; StoreError if unknown."""
     with Store.open(store_path) as store:
         return tuple(_load(store, resolve_ref(store, ref).run_id) for ref in refs)
+
+
+def load_history(store_path: Path, run_id: str, *, runs: int,
+                 hosts: Collection[str] | None = None) -> dict[HistoryKey, tuple[float, ...]]:
+    """The newest ``runs`` completed runs of ``run_id``'s suite created before it, as one
+    point (median) per run and metric x labels x workload x case x host, oldest first."""
+    if runs <= 0:
+        return {}
+    with Store.open(store_path) as store:
+        conn = store.connection
+        row = conn.execute("SELECT suite, created_at_unix_seconds FROM runs WHERE run_id = ?",
+                           (run_id,)).fetchone()
+        if row is None:
+            return {}
+        ids = [r[0] for r in conn.execute(
+            "SELECT run_id FROM runs WHERE suite = ? AND status = 'completed' AND run_id != ?"
+            " AND created_at_unix_seconds <= ? ORDER BY created_at_unix_seconds DESC,"
+            " run_id DESC LIMIT ?", (row[0], run_id, row[1], runs))]
+        loaded = []
+        for rid in reversed(ids):
+            _, attempts = load_completed(store, rid)
+            _, plan_json = run_suite_text(store, rid)
+            loaded.append((attempts, json.loads(plan_json).get("cases", {})))
+    return history_medians(loaded, hosts)
 
 
 def _load(store: Store, run_id: str) -> LoadedRun:

@@ -6,8 +6,16 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from typing import Any
 
-from fleet.compare.decide import Decision, row_title
+from fleet.compare.decide import (
+    Decision,
+    by_history,
+    failure_text,
+    is_regression,
+    row_title,
+    threshold_text,
+)
 from fleet.compare.engine import Report, Row, case_text, cross_machine, metric_text
+from fleet.compare.history_check import HistoryCheck
 from fleet.compare.stats import Summary
 
 _MD_ROWS_MAX = 500
@@ -67,7 +75,28 @@ def row_json(row: Row) -> dict[str, Any]:
         "baseline": _summary(r.baseline), "candidate": _summary(r.candidate),
         "relative_change": r.relative_change, "ci_low": r.ci_low, "ci_high": r.ci_high,
         "p_value": r.p_value, "cliffs_delta": r.cliffs_delta,
-        "hodges_lehmann": r.hodges_lehmann}
+        "hodges_lehmann": r.hodges_lehmann, "threshold_ratio": row.threshold_ratio,
+        "threshold_source": row.threshold_source, "history": _history(row.history)}
+
+
+def _history(h: HistoryCheck | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    return {"points": h.points, "noise_cv": h.noise_cv,
+            "suite_threshold_ratio": h.suite_threshold_ratio,
+            "threshold_ratio": h.threshold_ratio, "threshold_source": h.threshold_source,
+            "verdict": h.verdict, "reason": h.reason,
+            "change_point": None if h.change is None else asdict(h.change)}
+
+
+def history_text(row: Row) -> str:
+    h = row.history
+    if h is None:
+        return "-"
+    if h.verdict in ("too short", "not checked"):
+        return f"{h.verdict} ({h.points} runs)"
+    pct = "" if h.change is None else f" {percent(h.change.relative_change)}"
+    return f"{h.verdict}{pct} ({h.points} runs)"
 
 
 def _summary(s: Summary) -> dict[str, Any]:
@@ -78,6 +107,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     return {"status": decision.status, "exit_code": decision.exit_code,
             "headline": decision.headline, "judged": decision.judged,
             "regressions": [row_title(r) for r in decision.regressions],
+            "regression_reasons": [failure_text(r) for r in decision.regressions],
             "undecided": list(decision.undecided)}
 
 
@@ -92,28 +122,37 @@ def markdown(report: Report | None, decision: Decision | None = None, *,
                   f"**{_md(report.baseline)}**.", ""]
     if decision is not None:
         lines += [f"**{decision.headline}**", ""]
-        lines += [f"- regression: {_md(row_title(r))}: {_md(r.result.reason)}"
+        lines += [f"- regression: {_md(row_title(r))}: {_md(failure_text(r))}"
                   for r in decision.regressions]
         lines += [f"- could not decide: {_md(u)}" for u in decision.undecided]
         lines += [""] if decision.regressions or decision.undecided else []
     if report is None:
         return "\n".join(lines)
+    found = [r for r in report.rows if by_history(r) in ("better", "changed")]
+    lines += [f"- found by history ({r.history.verdict}, not failing): {_md(row_title(r))}: "
+              f"{_md(r.history.reason)}" for r in found if r.history is not None]
+    lines += [""] if found else []
     if report.mismatches:
         lines += ["Allowed fingerprint differences:", ""]
         lines += [f"- {_md(d.text())}" for d in report.mismatches] + [""]
+    history = any(row.history is not None for row in report.rows)
     lines += ["| verdict | metric | workload | case | host | baseline median (n) | "
-              "candidate median (n) | change [95% CI] | p | Cliff's δ |",
-              "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+              "candidate median (n) | change [95% CI] | p | Cliff's δ | threshold |"
+              + (" history |" if history else ""),
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---|" + ("---|" if history else "")]
     for row in report.rows[:_MD_ROWS_MAX]:
         g, r = row.group, row.result
         verdict = f"**{r.verdict}**" if r.verdict == "worse" else r.verdict
+        past = history_text(row)
+        past = f"**{past}**" if by_history(row) == "worse" else past
+        extra = f" {_md(threshold_text(row))} |" + (f" {_md(past)} |" if history else "")
         lines.append(
             f"| {verdict}{'' if row.gate else ' (not gated)'} | "
             f"{_md(metric_text(g.metric, g.labels))} | {_md(g.workload)} | "
             f"{_md(case_text(g.case))} | {_md(g.host)} | "
             f"{number(r.baseline.median, g.unit)} ({r.baseline.n}) | "
             f"{number(r.candidate.median, g.unit)} ({r.candidate.n}) | {change_text(row)} | "
-            f"{p_text(r.p_value)} | {number(r.cliffs_delta)} |")
+            f"{p_text(r.p_value)} | {number(r.cliffs_delta)} |{extra}")
     if len(report.rows) > _MD_ROWS_MAX:
         lines.append(f"\n({len(report.rows) - _MD_ROWS_MAX} more rows: see --json)")
     return "\n".join([*lines, "", *_cross_markdown(report)])
@@ -160,9 +199,9 @@ def junit(report: Report | None, decision: Decision, *, name: str = "fleet gate"
         if not row.gate:
             ET.SubElement(case, "skipped", message=f"not gated: {r.verdict}").text = text
             counts["skipped"] += 1
-        elif r.verdict == "worse":
-            ET.SubElement(case, "failure", type="regression",
-                          message=f"worse: {r.reason}").text = text
+        elif is_regression(row):
+            kind = "regression" if r.verdict == "worse" else "regression found by history"
+            ET.SubElement(case, "failure", type=kind, message=failure_text(row)).text = text
             counts["failures"] += 1
         elif r.verdict == "insufficient data":
             in_rows.add(f"{row_title(row)}: {r.reason}")
@@ -193,4 +232,14 @@ def _numbers(row: Row) -> str:
             f"(n={r.baseline.n}, IQR {number(r.baseline.iqr)}), candidate median "
             f"{number(r.candidate.median, g.unit)} (n={r.candidate.n}, IQR "
             f"{number(r.candidate.iqr)}), change {change_text(row)}, p={p_text(r.p_value)}, "
-            f"Cliff's delta {number(r.cliffs_delta)}; {r.verdict}: {r.reason}")
+            f"Cliff's delta {number(r.cliffs_delta)}, threshold {threshold_text(row)}; "
+            f"{r.verdict}: {r.reason}" + _history_numbers(row))
+
+
+def _history_numbers(row: Row) -> str:
+    h = row.history
+    if h is None:
+        return ""
+    cv = "unknown" if h.noise_cv is None else f"{h.noise_cv:.1%}"
+    return (f"; history ({h.points} earlier runs, host noise CV {cv}): {h.verdict}: "
+            f"{h.reason}")

@@ -76,6 +76,7 @@ class Group:
     baseline_fields: frozenset[Fields]
     candidate_fields: frozenset[Fields]
     config: CompareConfig  # the workload entry's compare settings
+    candidate_case: CaseKey = ()  # the candidate's full case (with the axis value)
 
 
 def observations(run: LoadedRun, *, axis: str | None = None) -> list[Observation]:
@@ -96,6 +97,11 @@ def observations(run: LoadedRun, *, axis: str | None = None) -> list[Observation
         found.extend(Observation(workload, case, a.host, metric, unit, labels, value, fields)
                      for metric, value, unit, labels in a.results if value is not None)
     return found
+
+
+def case_coords(case: Mapping[str, Any]) -> CaseKey:
+    """A plan case's every parameter, knob and variant, as a comparison keys it."""
+    return _coords(case)
 
 
 def _coords(case: Mapping[str, Any]) -> CaseKey:
@@ -183,7 +189,7 @@ def _groups(buckets: Mapping[tuple[Any, ...], tuple[list[Observation], list[Obse
     groups = [Group(metric, unit, labels, workload, case, host, contrast,
                     tuple(o.value for o in b), tuple(o.value for o in c),
                     frozenset(o.fields for o in b), frozenset(o.fields for o in c),
-                    configs.get(workload, suite_config))
+                    configs.get(workload, suite_config), c[0].case if c else case)
               for (metric, unit, labels, workload, case, host, contrast), (b, c)
               in buckets.items()]
     return tuple(sorted(groups, key=_order))

@@ -23,7 +23,14 @@ from fleet.report.assemble import (
     run_summary,
 )
 from fleet.report.html import render
-from fleet.report.load import load_chosen_samples, load_counts, load_facts, load_records
+from fleet.report.likeness import check_runs_alike, run_fingerprints
+from fleet.report.load import (
+    load_chosen_samples,
+    load_counts,
+    load_facts,
+    load_fingerprint_facts,
+    load_records,
+)
 from fleet.report.model import CaseSeries, ReportData
 from fleet.report.plots import metric_plot, series_plot
 from fleet.report.series import case_series, choose_attempts
@@ -38,6 +45,7 @@ class ReportRequest:
     compare_run_id: str | None = None
     axis: str | None = None  # --axis NAME=A,B
     axis_values: tuple[str, ...] = ()
+    allow_mismatch: frozenset[str] = frozenset()  # --compare: fingerprint fields let differ
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,10 @@ def build_report(request: ReportRequest) -> ReportResult:
             runs.append(load_records(store, request.compare_run_id))
         selection = _selection(request)
         check_selection(runs, selection)
+        mismatches = () if len(runs) < 2 else check_runs_alike(
+            runs[0], runs[1], load_fingerprint_facts(
+                store, run_fingerprints(runs[0]) | run_fingerprints(runs[1])),
+            request.allow_mismatch)
         tables = metric_tables(runs, selection)
         facts = load_facts(store, runs)
         choices = choose_attempts(runs, selection, load_counts(store, runs))
@@ -86,7 +98,7 @@ def build_report(request: ReportRequest) -> ReportResult:
                           hint="compare runs of the same suite (`fleet show RUN_ID` lists cases)")
     data = ReportData(_title(runs, selection), selection.mode, _column_axis(selection),
                       tuple(run_summary(r) for r in runs), host_views(runs, facts), tables,
-                      tuple(series))
+                      tuple(series), tuple(d.text() for d in mismatches))
     return _write(request.out_dir, data)
 
 

@@ -53,7 +53,8 @@ def render(data: ReportData, table_images: Sequence[str | None],
     (series name, file) pairs."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{escape(data.title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{escape(data.title)}</h1>", _runs(data.runs), _hosts(data.hosts)]
+             f"<h1>{escape(data.title)}</h1>", _runs(data.runs), _mismatches(data.mismatches),
+             _hosts(data.hosts)]
     parts.append(_tables(data, table_images))
     parts.append(_series(series_images))
     parts.append("</body></html>\n")
@@ -75,6 +76,14 @@ def _runs(runs: Sequence[RunSummary]) -> str:
           f"<tbody>{rows}</tbody></table>"
     return out + (f"<details><summary>skipped cases</summary><ul>{skipped}</ul></details>"
                   if skipped else "")
+
+
+def _mismatches(texts: Sequence[str]) -> str:
+    if not texts:
+        return ""
+    items = "".join(f"<li>{escape(t)}</li>" for t in texts)
+    return (f'<h2 id="mismatches">Allowed fingerprint differences</h2><p>compared although '
+            f"the hosts differ (--allow-mismatch):</p><ul>{items}</ul>")
 
 
 def _hosts(hosts: Sequence[HostView]) -> str:

@@ -131,3 +131,4 @@ class ReportData:
     hosts: tuple[HostView, ...]
     tables: tuple[MetricTable, ...]
     series: tuple[CaseSeries, ...]
+    mismatches: tuple[str, ...] = ()  # allowed fingerprint differences (--allow-mismatch)

@@ -84,6 +84,8 @@ def test_planted_regression_fails_the_gate_and_the_same_suite_passes(
     text = failures[0].find("failure").text or ""  # type: ignore[union-attr]
     assert "baseline median" in text and "candidate median" in text and "worse" in text
     assert "FAIL: 3 significant regression(s)" in md and "elapsed nap [-] on lab1" in md
+    # one earlier run is too short a history: the suite's threshold, no change-point check
+    assert "10.0% (suite; history 1 of 5 runs)" in md and "threshold 10.0% (suite;" in text
 
     same, junit, md = gate(napper(tmp_path, "base.yml", "0.2"), lab, store, tmp_path,
                            "--baseline", "main")
@@ -145,3 +147,30 @@ def test_a_dead_host_makes_the_gate_undecided(two_hosts: LabState, tmp_path: Pat
     errors = [c for c in junit.iter("testcase") if c.find("error") is not None]
     assert any("lab2" in (c.get("name") or "") for c in errors)
     assert junit.get("failures") == "0"
+
+
+def test_history_of_earlier_runs_names_the_step(lab: LabState, tmp_path: Path) -> None:
+    """Five earlier runs of the suite are a history: the gate's run (50 % slower) is a change
+    point against them, found by history beside the two-sample test."""
+    store = tmp_path / "fleet.sqlite"
+    suite = napper(tmp_path, "base.yml", "0.1")
+    for _ in range(5):
+        base = fleet("run", str(suite), "-i", str(lab.inventory_path), "--limit", "lab1",
+                     "--store", str(store), "--tag", "branch=main")
+        assert base.returncode == 0, base.stderr
+    junit, md = tmp_path / "gate.xml", tmp_path / "gate.md"
+    slow = fleet("gate", str(napper(tmp_path, "slow.yml", "0.15")), "-i",
+                 str(lab.inventory_path), "--limit", "lab1", "--store", str(store),
+                 "--baseline", "main", "--junit", str(junit), "--markdown", str(md), "--json")
+    assert slow.returncode == 1, slow.stdout + slow.stderr
+    (row,) = json.loads(slow.stdout)["rows"]
+    assert row["history"]["points"] == 5 and row["history"]["verdict"] == "worse"
+    assert row["threshold_source"] in ("suite", row["history"]["threshold_source"])
+    text = md.read_text()
+    assert "found by history" in text and "change point at the newest run" in text
+    (failure,) = ET.parse(junit).getroot().iter("failure")
+    assert "found by history" in (failure.get("message") or "")
+    off = fleet("gate", str(napper(tmp_path, "slow.yml", "0.15")), "-i",
+                str(lab.inventory_path), "--limit", "lab1", "--store", str(store),
+                "--baseline", "main", "--history", "0", "--json")
+    assert off.returncode == 1 and json.loads(off.stdout)["rows"][0]["history"] is None

@@ -35,7 +35,8 @@ PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "fac
         "export/remote_write_codec.py", "report/model.py", "report/assemble.py",
         "report/series.py", "report/html.py", "report/changes.py",
         "compare/stats.py", "compare/config.py", "compare/fingerprint.py", "compare/select.py",
-        "compare/engine.py", "compare/decide.py", "compare/output.py"]
+        "compare/engine.py", "compare/decide.py", "compare/output.py",
+        "compare/history_check.py", "report/likeness.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
 

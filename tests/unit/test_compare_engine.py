@@ -53,7 +53,7 @@ def run(run_id: str, values: dict[tuple[str, str], list[float]], *,
     """values: (axis value, host) -> elapsed values, one attempt each."""
     cases = {f"c{v}": {"workload": "w", "params": {"seconds": 0.1}, "knobs": {},
                        "variant": {axis: v}} for v, _ in values}
-    attempts = []
+    attempts: list[CompletedAttempt] = []
     for (v, host), samples in values.items():
         fp = (host_facts or {}).get(host, facts(host)).fingerprint
         for rep, value in enumerate(samples, 1):
