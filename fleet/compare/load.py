@@ -89,11 +89,12 @@ def _load(store: Store, run_id: str) -> LoadedRun:
     plan = json.loads(plan_json)
     wanted = {(a.host, a.fingerprint) for a in attempts if a.fingerprint is not None}
     return LoadedRun(info, attempts, plan.get("cases", {}), suite_text,
-                     run_tags(store, [run_id]).get(run_id, {}), _facts(store, wanted))
+                     run_tags(store, [run_id]).get(run_id, {}), facts_by_fingerprint(store, wanted))
 
 
-def _facts(store: Store, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Facts]:
-    """The newest stored snapshot of each (host, fingerprint)."""
+def facts_by_fingerprint(store: Store, wanted: set[tuple[str, str]]
+                         ) -> dict[tuple[str, str], Facts]:
+    """The newest stored snapshot of each (host, fingerprint); missing ones are left out."""
     found: dict[tuple[str, str], Facts] = {}
     for host, fingerprint in sorted(wanted):
         row = store.connection.execute(

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.compare.load import facts_by_fingerprint
 from fleet.errors import ConfigError, FleetError
 from fleet.report.assemble import (
     RunRecords,
@@ -28,7 +29,6 @@ from fleet.report.load import (
     load_chosen_samples,
     load_counts,
     load_facts,
-    load_fingerprint_facts,
     load_records,
 )
 from fleet.report.model import CaseSeries, ReportData
@@ -80,7 +80,7 @@ def build_report(request: ReportRequest) -> ReportResult:
         selection = _selection(request)
         check_selection(runs, selection)
         mismatches = () if len(runs) < 2 else check_runs_alike(
-            runs[0], runs[1], load_fingerprint_facts(
+            runs[0], runs[1], facts_by_fingerprint(
                 store, run_fingerprints(runs[0]) | run_fingerprints(runs[1])),
             request.allow_mismatch)
         tables = metric_tables(runs, selection)

@@ -91,19 +91,6 @@ def _host_facts(store: Store, host: str, prints: set[str], ended: float) -> Fact
     return None if row is None else facts_from_json_data(json.loads(row[0]))
 
 
-def load_fingerprint_facts(store: Store, wanted: set[tuple[str, str]]
-                           ) -> dict[tuple[str, str], Facts]:
-    """The newest stored snapshot of each (host, fingerprint); missing ones are left out."""
-    found: dict[tuple[str, str], Facts] = {}
-    for host, fingerprint in sorted(wanted):
-        row = store.connection.execute(
-            "SELECT facts_json FROM facts_snapshots WHERE host = ? AND fingerprint = ?"
-            " ORDER BY id DESC LIMIT 1", (host, fingerprint)).fetchone()
-        if row is not None:
-            found[(host, fingerprint)] = facts_from_json_data(json.loads(row[0]))
-    return found
-
-
 def load_counts(store: Store, runs: Sequence[RunRecords]) -> list[dict[int, dict[str, int]]]:
     return [sample_counts(store, run.detail.info.run_id) for run in runs]
 
