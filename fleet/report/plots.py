@@ -28,7 +28,8 @@ _DIRECTION = {"lower_is_better": "lower is better", "higher_is_better": "higher 
 def metric_plot(table: MetricTable, path: Path) -> None:
     rows = len(table.rows)
     width = min(14.0, max(6.0, 0.35 * rows + 3.0))
-    fig = Figure(figsize=(width, 3.6), dpi=DPI)
+    slanted = _slanted(table.rows)
+    fig = Figure(figsize=(width, 4.1 if slanted else 3.6), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for j, column in enumerate(table.columns):
@@ -47,7 +48,7 @@ def metric_plot(table: MetricTable, path: Path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     # fixed margins: tight_layout measures every label first (a third of the time)
     fig.subplots_adjust(left=0.6 / width + 0.04, right=0.98, top=0.9,
-                        bottom=0.36 if _slanted(table.rows) else 0.16)
+                        bottom=0.38 if slanted else 0.16)
     fig.savefig(path, format="png")
 
 
