@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import signal
 import sys
@@ -231,9 +232,8 @@ def cmd_export_serve(args: argparse.Namespace) -> int:
         sys.stdout.write(f"serving {server.url} (store {args.store}); Ctrl-C stops\n")
         sys.stdout.flush()
         try:
-            _wait_for_stop()
-        except KeyboardInterrupt:
-            pass
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
+                _wait_for_stop()
         finally:
             server.close()
             collector.stop_background()

@@ -133,6 +133,14 @@ def load_run(store: Store, run_id: str) -> RunDetail:
                        (run_id,)).fetchone()
     if row is None:
         raise _unknown_run(store, run_id)
+    jobs, skipped, cases = run_plan_rows(conn, run_id)
+    return RunDetail(_run_info(row), jobs, _attempts(conn, run_id), skipped, cases)
+
+
+def run_plan_rows(conn: sqlite3.Connection, run_id: str) -> tuple[
+        tuple[JobKey, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """What a run fixed when it was created: its jobs in order, its skips (case_id, reason)
+    and its cases (case_id, workload, params as JSON)."""
     jobs = tuple(JobKey.parse(r[0]) for r in conn.execute(
         "SELECT job_key FROM run_jobs WHERE run_id = ? ORDER BY position", (run_id,)))
     skipped = tuple((str(r[0]), str(r[1])) for r in conn.execute(
@@ -140,7 +148,7 @@ def load_run(store: Store, run_id: str) -> RunDetail:
     cases = tuple((str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
         "SELECT case_id, workload, params_json FROM run_cases WHERE run_id = ? ORDER BY rowid",
         (run_id,)))
-    return RunDetail(_run_info(row), jobs, _attempts(conn, run_id), skipped, cases)
+    return jobs, skipped, cases
 
 
 def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...]:

@@ -110,12 +110,12 @@ class WriteRequest:
 
 @dataclass(frozen=True)
 class PingRequest:
-    pass
+    """No fields: a round trip, answered with a pong."""
 
 
 @dataclass(frozen=True)
 class ShutdownRequest:
-    pass
+    """No fields: stop the running child (if any), answer bye and exit."""
 
 
 Request = RunRequest | ReadRequest | WriteRequest | PingRequest | ShutdownRequest

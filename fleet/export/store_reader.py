@@ -16,7 +16,7 @@ from pathlib import Path
 from fleet.errors import StoreError
 from fleet.runs import Attempt, JobKey, RunInfo, StoredAttempt
 from fleet.store import SCHEMA_VERSION, Store
-from fleet.store_runs import list_runs
+from fleet.store_runs import list_runs, run_plan_rows
 
 FIRST_RUNS_SCHEMA = 2  # migration 2 created runs, attempts and results
 
@@ -98,15 +98,7 @@ def runs_by_status(store: Store) -> tuple[tuple[str, int], ...]:
 
 
 def read_static(store: Store, run_id: str) -> RunStatic:
-    conn = store.connection
-    jobs = tuple(JobKey.parse(r[0]) for r in conn.execute(
-        "SELECT job_key FROM run_jobs WHERE run_id = ? ORDER BY position", (run_id,)))
-    skipped = tuple((str(r[0]), str(r[1])) for r in conn.execute(
-        "SELECT case_id, reason FROM run_skips WHERE run_id = ? ORDER BY rowid", (run_id,)))
-    cases = tuple((str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
-        "SELECT case_id, workload, params_json FROM run_cases WHERE run_id = ? ORDER BY rowid",
-        (run_id,)))
-    return RunStatic(jobs, skipped, cases)
+    return RunStatic(*run_plan_rows(store.connection, run_id))
 
 
 def read_increment(store: Store, run_ids: Sequence[str], after_attempt_id: int) -> Increment:

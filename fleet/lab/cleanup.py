@@ -37,6 +37,26 @@ def remove_all(label: str, state_dir: Path, members: Sequence[tuple[str, Callabl
     return tuple(removed)
 
 
+def remove_recorded_files(files: Sequence[str], dirs: Sequence[str],
+                          state_file: Path) -> list[str]:
+    """Unlink the lab's recorded files and its state file, then its recorded directories that
+    are empty; what was removed, as lines."""
+    count = 0
+    for name in files:
+        path = Path(name)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            count += 1
+    state_file.unlink(missing_ok=True)
+    removed = [f"removed {count + 1} files from {state_file.parent}"]
+    for name in dirs:
+        directory = Path(name)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+            removed.append(f"removed directory {directory}")
+    return removed
+
+
 def build_or_clean(label: str, state_dir: Path, build: Callable[[], T],
                    clean: Callable[[BaseException], None]) -> T:
     """``build()``; on any failure (Ctrl-C included) ``clean(cause)`` first, then re-raise.

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from fleet.lab import netns, sshd
-from fleet.lab.cleanup import remove_all
+from fleet.lab.cleanup import remove_all, remove_recorded_files
 from fleet.lab.state import HostRecord, LabRecord, state_path
 
 
@@ -19,7 +19,8 @@ def remove_lab(record: LabRecord, state_dir: Path) -> tuple[str, ...]:
     """
     return remove_all(f"lab {record.lab_id}", state_dir,
                       [(h.name, partial(_remove_host, h)) for h in record.hosts],
-                      partial(_remove_files, record, state_dir))
+                      partial(remove_recorded_files, record.files, record.dirs,
+                              state_path(state_dir)))
 
 
 def _remove_host(host: HostRecord) -> list[str]:
@@ -34,21 +35,4 @@ def _remove_host(host: HostRecord) -> list[str]:
             sshd.stop(other)
             removed.append(f"stopped pid {other} in namespace {host.namespace}")
     removed += netns.delete(host)
-    return removed
-
-
-def _remove_files(record: LabRecord, state_dir: Path) -> list[str]:
-    count = 0
-    for name in record.files:
-        path = Path(name)
-        if path.exists() or path.is_symlink():
-            path.unlink()
-            count += 1
-    state_path(state_dir).unlink(missing_ok=True)
-    removed = [f"removed {count + 1} files from {state_dir}"]
-    for name in record.dirs:
-        directory = Path(name)
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
-            removed.append(f"removed directory {directory}")
     return removed

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fleet.errors import LabError
 from fleet.lab import sshd, vm_process
-from fleet.lab.cleanup import remove_all
+from fleet.lab.cleanup import remove_all, remove_recorded_files
 from fleet.lab.state import state_path
 from fleet.lab.vm_state import GuestRecord, VmLabRecord, read_vm_record
 
@@ -20,7 +20,8 @@ def remove_vm_lab(record: VmLabRecord, state_dir: Path) -> tuple[str, ...]:
     """
     return remove_all(f"vm lab {record.lab_id}", state_dir,
                       [(g.name, partial(_stop_guest, g)) for g in record.guests],
-                      partial(_remove_files, record, state_dir))
+                      partial(remove_recorded_files, record.files, record.dirs,
+                              state_path(state_dir)))
 
 
 def clean_after_failure(record: VmLabRecord, state_dir: Path, cause: BaseException) -> None:
@@ -48,20 +49,3 @@ def _stop_guest(guest: GuestRecord) -> list[str]:
                            hint="wait a moment and run `fleet lab down` again")
         return [f"waited for qemu pid {pid} of {guest.name} to exit"]
     return []
-
-
-def _remove_files(record: VmLabRecord, state_dir: Path) -> list[str]:
-    count = 0
-    for name in record.files:
-        path = Path(name)
-        if path.exists() or path.is_symlink():
-            path.unlink()
-            count += 1
-    state_path(state_dir).unlink(missing_ok=True)
-    removed = [f"removed {count + 1} files from {state_dir}"]
-    for name in record.dirs:
-        directory = Path(name)
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
-            removed.append(f"removed directory {directory}")
-    return removed

@@ -90,8 +90,7 @@ def _check_key_files(host: Host) -> list[str]:
     for name in host.key_files:
         path = os.path.expanduser(name)
         try:
-            with open(path, "rb"):
-                pass
+            open(path, "rb").close()  # readable by us: paramiko would say less
         except OSError as e:
             raise TransportError(f"cannot read SSH key file {path}: {e.strerror}",
                                  where=host.name,
