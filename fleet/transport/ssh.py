@@ -163,11 +163,16 @@ def _wait_readable(chan: paramiko.Channel, deadline: float) -> bool:
     return True
 
 
+# what paramiko raises when a send meets a dead connection: the socket's OSError, or EOFError
+# from its packetizer once the peer is gone (broken pipe), or SSHException
+_SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
+
+
 def _send_stdin(chan: paramiko.Channel, data: bytes) -> None:
     try:
         chan.sendall(data)
         chan.shutdown_write()
-    except OSError:
+    except _SEND_ERRORS:
         return  # the command exited (or timed out) without reading all its input
 
 
@@ -368,9 +373,10 @@ class SshStream:
     def write(self, text: str) -> None:
         try:
             self._chan.sendall(text.encode("utf-8"))
-        except OSError as e:
-            raise TransportError(f"cannot write to {shlex.join(self.argv)}: {e}",
-                                 where=self.host_name, hint="the command has ended") from None
+        except _SEND_ERRORS as e:
+            raise TransportError(f"cannot write to {shlex.join(self.argv)}: "
+                                 f"{str(e) or 'the connection is closed'}", where=self.host_name,
+                                 hint="the command has ended or the host is gone") from None
 
     def close_stdin(self) -> None:
         self._chan.shutdown_write()
