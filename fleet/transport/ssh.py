@@ -163,9 +163,7 @@ def _wait_readable(chan: paramiko.Channel, deadline: float) -> bool:
     return True
 
 
-# what paramiko raises when a send meets a dead connection: the socket's OSError, or EOFError
-# from its packetizer once the peer is gone (broken pipe), or SSHException
-_SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
+_SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)  # a send on a dead connection
 
 
 def _send_stdin(chan: paramiko.Channel, data: bytes) -> None:
@@ -375,7 +373,7 @@ class SshStream:
             self._chan.sendall(text.encode("utf-8"))
         except _SEND_ERRORS as e:
             raise TransportError(f"cannot write to {shlex.join(self.argv)}: "
-                                 f"{str(e) or 'the connection is closed'}", where=self.host_name,
+                                 f"{str(e) or 'connection closed'}", where=self.host_name,
                                  hint="the command has ended or the host is gone") from None
 
     def close_stdin(self) -> None:
