@@ -118,12 +118,20 @@ def is_lab_sshd(pid: int, config_path: str) -> bool:
 
 def banner_ok(address: str, port: int, timeout_seconds: float) -> bool:
     """Connect from this namespace and read the SSH identification string."""
+    return banner(address, port, timeout_seconds) == "ok"
+
+
+def banner(address: str, port: int, timeout_seconds: float) -> str:
+    """"ok" (an SSH identification string came), "closed" (refused, reset or closed without
+    one) or "silent" (connected, but nothing came within ``timeout_seconds``)."""
     try:
         with socket.create_connection((address, port), timeout=timeout_seconds) as conn:
             conn.settimeout(timeout_seconds)
-            return conn.recv(len(BANNER_PREFIX)).startswith(BANNER_PREFIX)
+            return "ok" if conn.recv(len(BANNER_PREFIX)).startswith(BANNER_PREFIX) else "closed"
+    except TimeoutError:
+        return "silent"
     except OSError:
-        return False
+        return "closed"
 
 
 def last_log_line(log_path: str) -> str | None:

@@ -44,7 +44,7 @@ from fleet.lab.state import (
 )
 from fleet.lab.vm_files import render_vm_inventory, write_seed
 from fleet.lab.vm_lock import UNSAFE_PATH_CHARS, locked_state_dir
-from fleet.lab.vm_ready import BANNER_TIMEOUT_SECONDS, LOOPBACK, wait_ready
+from fleet.lab.vm_ready import LOOPBACK, STATUS_BANNER_TIMEOUT_SECONDS, wait_ready
 from fleet.lab.vm_state import GuestRecord, VmLabRecord, read_vm_record, write_vm_record
 from fleet.lab.vm_teardown import clean_after_failure, remove_vm_lab
 
@@ -137,7 +137,8 @@ def _guest_status(guest: GuestRecord) -> HostStatus:
     pid = guest.qemu_pid if guest.qemu_pid is not None else sshd.read_pid_file(guest.pid_file)
     alive = pid is not None and vm_process.is_lab_qemu(pid, guest.pid_file)
     # probe only a live guest's port: once QEMU is gone the port may be anyone's
-    port_open = alive and sshd.banner_ok(LOOPBACK, guest.port, BANNER_TIMEOUT_SECONDS)
+    port_open = alive and sshd.banner_ok(LOOPBACK, guest.port,
+                                         STATUS_BANNER_TIMEOUT_SECONDS)
     return HostStatus(name=guest.name, namespace=None, address=LOOPBACK, port=guest.port,
                       sshd_pid=None, namespace_exists=False, sshd_alive=port_open,
                       port_open=port_open, kind="vm", qemu_pid=pid, qemu_alive=alive,

@@ -18,7 +18,13 @@ from fleet.transport import connect
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.25
-BANNER_TIMEOUT_SECONDS = 1.0
+# A guest's sshd under TCG re-execs itself for every connection before it sends its banner;
+# on a loaded machine that can take seconds. Dropping a connection that is merely slow only
+# adds load (and sshd's MaxStartups then drops new ones), so a silent connection is given
+# longer each time, up to the cap; a refused or closed one is retried at the next poll.
+FIRST_BANNER_WAIT_SECONDS = 2.0
+MAX_BANNER_WAIT_SECONDS = 30.0
+STATUS_BANNER_TIMEOUT_SECONDS = 15.0
 LOGIN_TIMEOUT_SECONDS = 20.0
 MIN_SETTLE_SECONDS = 5.0
 # udevadm settle: coldplug events handled (kvm_amd loaded); --wait: every boot job done
@@ -30,13 +36,18 @@ def wait_ready(guests: tuple[GuestRecord, ...], *, client_key: Path, known_hosts
                started_at: float, timeout_seconds: float, say: Callable[[str], None]) -> None:
     """Banner from every guest (polled together), then a finished boot on each."""
     deadline = started_at + timeout_seconds
+    waits = {guest.name: FIRST_BANNER_WAIT_SECONDS for guest in guests}
     pending = list(guests)
     while pending:
         for guest in list(pending):
             fail_if_dead(guest)
-            if sshd.banner_ok(LOOPBACK, guest.port, BANNER_TIMEOUT_SECONDS):
+            wait = max(min(waits[guest.name], deadline - time.monotonic()), POLL_SECONDS)
+            answer = sshd.banner(LOOPBACK, guest.port, wait)
+            if answer == "ok":
                 pending.remove(guest)
                 say(f"{guest.name}: SSH banner after {time.monotonic() - started_at:.1f} s")
+            elif answer == "silent":
+                waits[guest.name] = min(2 * wait, MAX_BANNER_WAIT_SECONDS)
         if pending and time.monotonic() > deadline:
             _late(pending[0], f"no SSH banner on {LOOPBACK}:{pending[0].port}", timeout_seconds)
         if pending:
