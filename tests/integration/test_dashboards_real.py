@@ -28,7 +28,7 @@ from dashboards_proof import (
     suite_yaml,
     targets,
 )
-from test_sampling_lab import SHOOTDOWNS
+from test_sampling_lab import PRIORITY, SHOOTDOWNS
 
 from fleet.export.dashboards_panels import KVM_FLUSHES, LOCALITY
 from fleet.export.dashboards_series import KVM_FLUSHES as HOST_KVM_FLUSHES
@@ -40,7 +40,7 @@ KVM_DEBUGFS = Path("/sys/kernel/debug/kvm")
 
 
 def suite_text() -> str:
-    argv = ["env", "KERNEL_VARIANT={kernel_variant}", "numactl", "--membind={membind}",
+    argv = ["env", "KERNEL_VARIANT={kernel_variant}", *PRIORITY, "numactl", "--membind={membind}",
             "--cpunodebind={membind}", "python3", "-c",
             SHOOTDOWNS.replace("{", "{{").replace("}", "}}"), "1.5", "32", "1"]
     return suite_yaml("dashboards", argv, r"^flips=(?P<flips>\d+)$", ("flips",))

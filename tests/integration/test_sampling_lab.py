@@ -5,6 +5,9 @@ The workload (python3 + ctypes, no compiler): threads memset a buffer with the G
 (so they run beside the main thread, keeping the address space live on other CPUs) while the
 main thread maps, touches and unmaps 1 MiB and flips a range read-only and back: each munmap
 and mprotect flushes the other CPUs' TLBs with IPIs, the "TLB" row of /proc/interrupts.
+An IPI needs both threads on CPUs at the same moment; on a busy 2-CPU machine the scheduler
+rarely runs them together (two busy loops beside it: ~15 shootdowns in 3 s instead of ~15,000),
+so the workload runs at a higher priority (PRIORITY).
 """
 
 from __future__ import annotations
@@ -61,8 +64,12 @@ print('flips=' + str(flips))
 """
 
 
+# root on the lab hosts: a negative nice value outweighs other busy processes ~40:1
+PRIORITY = ["nice", "-n", "-15"]
+
+
 def suite_text(seconds: float, size_mb: int) -> str:
-    argv = ["numactl", "--membind={membind}", "--cpunodebind={membind}", "python3", "-c",
+    argv = [*PRIORITY, "numactl", "--membind={membind}", "--cpunodebind={membind}", "python3", "-c",
             SHOOTDOWNS.replace("{", "{{").replace("}", "}}"), str(seconds), str(size_mb), "1"]
     return (f"schema_version: 1\nname: shootdowns\nsampling: {{interval_seconds: "
             f"{INTERVAL_SECONDS}}}\nworkloads:\n  - name: tlb\n    type: command\n"
