@@ -92,7 +92,8 @@ def rate_over_samples(prometheus: Prometheus, run: SampledRun, name: str, key: s
 
 def check_rates(prometheus: Prometheus, run: SampledRun) -> int:
     """Every rate fleet derived from a counter it imports equals PromQL's (1 %)."""
-    pairs = [("tlb_shootdowns_per_second", None, "fleet_host_tlb_shootdowns_total",
+    pairs: list[tuple[str, str | None, str, str, str]] = [
+             ("tlb_shootdowns_per_second", None, "fleet_host_tlb_shootdowns_total",
               "tlb_shootdowns", 'node=""'),
              ("sampler_agent_cpu_ratio", None, "fleet_host_agent_cpu_seconds_total",
               "agent_cpu_seconds", 'node=""'),

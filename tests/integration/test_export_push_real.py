@@ -18,7 +18,7 @@ PUSHED = ("fleet_workload_result", "fleet_tlb_shootdowns_per_second",
 
 def stored(shown: dict[str, Any]) -> dict[tuple[str, ...], float]:
     """(family, case_id, host, repetition, metric, node) -> value, completed attempts only."""
-    want = {}
+    want: dict[tuple[str, ...], float] = {}
     for a in shown["attempts"]:
         if a["status"] != "completed":
             continue
@@ -33,7 +33,7 @@ def stored(shown: dict[str, Any]) -> dict[tuple[str, ...], float]:
 
 
 def read_back(prom: Prometheus, run_id: str) -> dict[tuple[str, ...], float]:
-    got = {}
+    got: dict[tuple[str, ...], float] = {}
     for family in PUSHED:
         for r in prom.query(f'{family}{{job="fleet",run_id="{run_id}"}}'):
             labels = r["metric"]

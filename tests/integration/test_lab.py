@@ -181,6 +181,7 @@ def test_a_killed_sshd_is_reported_and_up_rebuilds_the_lab(tmp_path: Path) -> No
     state = lab_up(2, tmp_path, lab_id=fresh_id())
     try:
         victim = state.hosts[0].sshd_pid
+        assert victim is not None
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while sshd.is_lab_sshd(victim, str(tmp_path / "hosts/lab1/sshd_config")):
@@ -208,9 +209,10 @@ def test_up_after_an_interrupted_up_cleans_up_first(tmp_path: Path) -> None:
         write_record(tmp_path, replace(record, complete=False))  # as if up died before the end
         assert not lab_status(tmp_path).healthy
         again = lab_up(1, tmp_path, lab_id=state.lab_id)
-        assert again.hosts[0].sshd_pid != state.hosts[0].sshd_pid
-        assert not Path(f"/proc/{state.hosts[0].sshd_pid}/cmdline").exists() or \
-            not sshd.is_lab_sshd(state.hosts[0].sshd_pid, str(tmp_path / "hosts/lab1/sshd_config"))
+        old_pid = state.hosts[0].sshd_pid
+        assert old_pid is not None and again.hosts[0].sshd_pid != old_pid
+        assert not Path(f"/proc/{old_pid}/cmdline").exists() or \
+            not sshd.is_lab_sshd(old_pid, str(tmp_path / "hosts/lab1/sshd_config"))
         assert lab_status(tmp_path).healthy
     finally:
         lab_down(tmp_path)

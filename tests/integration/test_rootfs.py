@@ -107,7 +107,7 @@ def test_a_waiting_caller_takes_the_image_another_built(
     cache = tmp_path / "cache"
     cache.mkdir()
     missed = threading.Event()  # the waiter found no image and is about to take the lock
-    real_preflight = rootfs.preflight
+    real_preflight = rootfs_build.preflight  # rootfs calls it by this name
 
     def preflight() -> None:
         real_preflight()
@@ -175,7 +175,7 @@ def test_failing_mmdebstrap_names_the_kept_log(tmp_path: Path,
     closed = "Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: {0}\nComponents: main\n"
     monkeypatch.setattr(rootfs_build, "host_sources", closed.format)
     recipe = default_recipe()
-    digest = rootfs.rootfs_recipe.recipe_hash(recipe)
+    digest = rootfs.recipe_hash(recipe)
     with pytest.raises(LabError, match="mmdebstrap exited") as info:
         rootfs.build(recipe, digest, tmp_path, tmp_path / f"rootfs-{digest}",
                      progress=lambda _m: None, deadline=time.monotonic() + 120)

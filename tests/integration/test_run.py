@@ -209,8 +209,8 @@ def test_a_dead_host_is_quarantined_and_its_jobs_move_or_fail(own_lab: LabState,
     lost = [j for j in detail.jobs if j.host == "lab2" and done[j.text] == 0]
     assert lost, [(a.attempt.job.text, a.attempt.host, a.attempt.status, a.attempt.error)
                   for a in detail.attempts]
-    assert all(last[j].status == "failed" and last[j].error is not None
-               and last[j].error.startswith("host quarantined: ") for j in lost), \
+    assert all(last[j].status == "failed"
+               and (last[j].error or "").startswith("host quarantined: ") for j in lost), \
         [(j.text, last.get(j)) for j in lost]
     moved = {j for j, _ in quarantined.moved}
     assert all(last[j].host != "lab2" for j in detail.jobs if j.text in moved)

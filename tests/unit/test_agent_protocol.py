@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.agent import protocol, runner, session
+from fleet.agent import host_files, protocol, runner, session
 from fleet.agent.protocol import (
     Bye,
     ErrorReply,
@@ -105,7 +105,7 @@ def test_compact_run_result_round_trips_from_the_agent() -> None:
     """The agent leaves out null/false/""/0-byte fields (version 3); decoding restores them,
     keeps a real 0 (exit code, CPU seconds) and derives the duration."""
     req = {"id": 9, "stdout_cap_bytes": 10, "stderr_cap_bytes": 10}
-    quiet = {"stdout": runner.Capture(10), "stderr": runner.Capture(10)}
+    quiet = {"stdout": host_files.Capture(10), "stderr": host_files.Capture(10)}
     quiet["stderr"].feed(b"0123456789abc")
     message = runner.run_result(req, (1.0, 100.0), (1.25, 100.25), quiet, spawn_error=None,
                                 timed_out=False, cancelled=False, exit_code=0, signal=None,
@@ -177,7 +177,7 @@ def test_decode_hello_and_fatal() -> None:
 
 
 def test_capture_keeps_everything_up_to_the_cap() -> None:
-    capture = runner.Capture(10)
+    capture = host_files.Capture(10)
     for chunk in (b"abc", b"defg", b"hij"):
         capture.feed(chunk)
     assert capture.text() == ("abcdefghij", False)
@@ -185,7 +185,7 @@ def test_capture_keeps_everything_up_to_the_cap() -> None:
 
 
 def test_capture_keeps_head_and_tail_with_a_marker() -> None:
-    capture = runner.Capture(6)
+    capture = host_files.Capture(6)
     capture.feed(b"HEA")
     capture.feed(b"x" * 1000)
     capture.feed(b"AIL")
@@ -194,7 +194,7 @@ def test_capture_keeps_head_and_tail_with_a_marker() -> None:
 
 
 def test_capture_replaces_invalid_utf8() -> None:
-    capture = runner.Capture(100)
+    capture = host_files.Capture(100)
     capture.feed(b"ok \xff\xfe end")
     assert capture.text() == ("ok \ufffd\ufffd end", False)
 
@@ -202,7 +202,7 @@ def test_capture_replaces_invalid_utf8() -> None:
 @given(chunks=st.lists(st.binary(max_size=50), max_size=20), cap=st.integers(0, 120))
 def test_capture_is_the_head_and_tail_of_the_whole(chunks: list[bytes], cap: int) -> None:
     whole = b"".join(chunks)
-    capture = runner.Capture(cap)
+    capture = host_files.Capture(cap)
     for chunk in chunks:
         capture.feed(chunk)
     head, tail = cap // 2, cap - cap // 2

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
-from fleet.agent.protocol import FileContent, RunOutcome, WriteOutcome
+from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
 from fleet.errors import TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_board import JobBoard
@@ -84,6 +85,13 @@ class Session:
             raise TransportError("the agent ended (exit None)", where=self.host.name,
                                  hint="check the host")
         return outcome()
+
+    def run_sampled(self, argv: Sequence[str], *, timeout_seconds: float,
+                    stdout_cap_bytes: int, stderr_cap_bytes: int, sample: SampleSpec,
+                    on_sample: Callable[[Mapping[str, Any]], None]) -> RunOutcome:
+        """These hosts take no samples: a sampled case runs like any other."""
+        return self.run(argv, timeout_seconds=timeout_seconds, stdout_cap_bytes=stdout_cap_bytes,
+                        stderr_cap_bytes=stderr_cap_bytes)
 
     def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]:
         self._alive()

@@ -107,7 +107,7 @@ def test_results_equal_the_store_exactly_per_case_host_and_repetition(store_path
            for name, labels, value in samples(text) if name == "fleet_workload_result"}
     with Store.open(store_path) as store:
         detail = load_run(store, RUN)
-    want = {}
+    want: dict[tuple[str, str, str, str], float | None] = {}
     for stored in detail.attempts:
         a = stored.attempt
         if a.status == "completed":

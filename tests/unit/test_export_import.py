@@ -54,9 +54,9 @@ def test_every_sampler_series_has_one_conventional_host_family() -> None:
         assert base.endswith({"bytes": "_bytes", "seconds": "_seconds"}.get(entry.unit, ""))
         assert entry.labels[:5] == cat.RESULT_LABELS
         assert cat.by_name(entry.name) is entry
-    assert cat.host_entry("sec_page_tables_bytes").name == \
-        "fleet_host_secondary_page_tables_bytes"
-    assert "node" in cat.host_entry("sec_page_tables_bytes").labels
+    sec = cat.host_entry("sec_page_tables_bytes")
+    assert sec is not None and sec.name == "fleet_host_secondary_page_tables_bytes"
+    assert "node" in sec.labels
     assert TLB is not None and TLB.name == "fleet_host_tlb_shootdowns_total"
     assert TLB.optional_labels == ("node",)
     assert cat.host_entry("no_such_series") is None
@@ -135,7 +135,7 @@ def test_encoding_matches_hand_encoded_protobuf() -> None:
         + b"\x09" + b"\x00" * 7 + b"\x40" + b"\x10" + varint(now_ms))
 
 
-label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+label_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
 points = st.lists(st.tuples(st.integers(-2**63, 2**63 - 1),
                             st.floats(allow_nan=False)), max_size=30)
 

@@ -225,8 +225,9 @@ def test_password_never_in_repr_or_str() -> None:
     for text in (repr(inv), str(inv), repr(inv.hosts), str(inv.host("epyc1"))):
         assert "s3cr3t-hunter2" not in text
         assert "pa55-w0rd" not in text
-    assert inv.host("epyc1").password is not None
-    assert inv.host("epyc1").password.reveal() == "s3cr3t-hunter2"
+    password = inv.host("epyc1").password
+    assert password is not None
+    assert password.reveal() == "s3cr3t-hunter2"
 
 
 def test_loading_nothing_prints(capfd: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_values_compare_by_type() -> None:
     assert len(ids) == 4
 
 
-def sleep_suite(axes: dict[str, list[object]], *, name: str = "s", extra: str = "") -> str:
+def sleep_suite(axes: Mapping[str, Sequence[object]], *, name: str = "s", extra: str = "") -> str:
     return yaml.safe_dump({"schema_version": 1, "name": "t", "workloads": [
         {"name": name, "type": "command", "argv": ["true", *(f"{{{a}}}" for a in axes)],
          "axes": axes}]}, sort_keys=False) + extra

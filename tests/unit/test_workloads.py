@@ -43,7 +43,7 @@ def example_workload() -> CommandWorkload:
 
 ECHO = command("    argv: [echo, '{x}', 'pre-{x}-{y}', '{{x}}']\n"
                "    axes: {x: [a], y: [b]}\n")
-TEXT = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
+TEXT = st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"]))
 
 
 @given(x=TEXT, y=TEXT)
