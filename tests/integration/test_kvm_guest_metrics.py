@@ -40,7 +40,7 @@ KVM_TOUCH = Path(__file__).with_name("kvm_touch.py")
 SIZE_MIB, VCPUS, TOUCH_SECONDS, HOLD_SECONDS = 128, 2, 3.0, 2.0
 PTE_BYTES, PAGE_BYTES = 8, 4096
 RESULT = (r"^kvm_touch pages=(?P<pages>\d+) passes=(?P<passes>\d+) "
-          r"dirty_rounds=(?P<dirty_rounds>\d+) dirty_pages=\d+ seconds=[\d.]+$")
+          r"dirty_rounds=(?P<dirty_rounds>\d+) dirty_pages=\d+ restarts=\d+ seconds=[\d.]+$")
 
 
 def suite_text() -> str:
