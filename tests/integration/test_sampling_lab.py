@@ -32,13 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 INTERVAL_SECONDS = 0.2
 
 SHOOTDOWNS = """\
-import ctypes, mmap, sys, threading, time
+import contextlib, ctypes, mmap, sys, threading, time
 seconds, size_mb, threads = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-try:  # the session's autogroup: nice alone counts only within it
-    with open('/proc/self/autogroup', 'w') as f:
-        f.write('-15')
-except OSError:
-    pass
+# the session's autogroup: nice alone counts only within it (best effort)
+with contextlib.suppress(OSError), open('/proc/self/autogroup', 'w') as f:
+    f.write('-15')
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
