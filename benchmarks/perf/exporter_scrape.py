@@ -52,8 +52,14 @@ def measurements(case_index: int, repetition: int, host_index: int,
                  nodes: int) -> tuple[Measurement, ...]:
     """Deterministic values; every stored (metric, unit) of the sampler catalogue."""
     seed = case_index * 7 + repetition * 3 + host_index
-    out = [Measurement(name, float(seed + i + 0.5), unit)
-           for i, (name, unit) in enumerate(WORKLOAD_METRICS)]
+    workload = [Measurement(name, float(seed + i + 0.5), unit)
+                for i, (name, unit) in enumerate(WORKLOAD_METRICS)]
+    return (*workload, *sampler_measurements(seed, nodes))
+
+
+def sampler_measurements(seed: int, nodes: int) -> list[Measurement]:
+    """Every stored (metric, unit) of the sampler catalogue, per node where it has nodes."""
+    out = []
     for j, entry in enumerate(SAMPLER):
         assert entry.stored is not None
         metric, unit = entry.stored
@@ -62,7 +68,7 @@ def measurements(case_index: int, repetition: int, host_index: int,
             out.extend(Measurement(metric, seed / 16 + j + n, unit,
                                    (("node", str(n)), ("source", "sampler")))
                        for n in range(nodes))
-    return tuple(out)
+    return out
 
 
 def write_synthetic_run(store: Store, run_id: str, *, cases: int, repetitions: int = 1,

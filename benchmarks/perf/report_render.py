@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fleet.export.catalogue import SAMPLER
+from exporter_scrape import sampler_measurements  # this directory: run as a script
+
 from fleet.model import Measurement
 from fleet.report.build import ReportRequest, build_report
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
@@ -46,17 +47,9 @@ def cases() -> dict[str, dict[str, object]]:
 
 
 def measurements(seed: int, nodes: int) -> tuple[Measurement, ...]:
-    out = [Measurement(name, 1.0 + seed % 97 / 100 + i, unit)
-           for i, (name, unit) in enumerate(WORKLOAD_METRICS)]
-    for j, entry in enumerate(SAMPLER):
-        assert entry.stored is not None
-        metric, unit = entry.stored
-        out.append(Measurement(metric, seed / 8 + j, unit, (("source", "sampler"),)))
-        if "node" in entry.optional_labels:
-            out.extend(Measurement(metric, seed / 16 + j + n, unit,
-                                   (("node", str(n)), ("source", "sampler")))
-                       for n in range(nodes))
-    return tuple(out)
+    workload = [Measurement(name, 1.0 + seed % 97 / 100 + i, unit)
+                for i, (name, unit) in enumerate(WORKLOAD_METRICS)]
+    return (*workload, *sampler_measurements(seed, nodes))
 
 
 def samples(seed: int, nodes: int, points: int) -> tuple[SeriesPoint, ...]:

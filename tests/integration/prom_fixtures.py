@@ -94,13 +94,31 @@ def start_prometheus(tmp_path: Path, target: str, *, rule_files: Sequence[Path] 
         "    scrape_timeout: 1s\n"
         + ("    honor_labels: true\n" if honor_labels else "")
         + f"    static_configs: [{{targets: ['{target}']}}]\n")
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
+    return launch_prometheus(tmp_path, free_port())
+
+
+def launch_prometheus(home: Path, port: int, *flags: str
+                      ) -> tuple[subprocess.Popen[bytes], Prometheus]:
+    """The Debian prometheus on ``home``/prometheus.yml and ``home``/tsdb, logging to
+    ``home``/prometheus.log, listening on 127.0.0.1:``port``."""
+    log = (home / "prometheus.log").open("wb")
     process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        [PROMETHEUS, f"--config.file={home / 'prometheus.yml'}",
+         f"--storage.tsdb.path={home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=warn", *flags],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return process, Prometheus(f"http://127.0.0.1:{port}")
+
+
+@contextmanager
+def ready_prometheus(process: subprocess.Popen[bytes], server: Prometheus
+                     ) -> Iterator[Prometheus]:
+    """``server`` once it answers /-/ready; stopped on the way out."""
+    try:
+        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+        yield server
+    finally:
+        stop(process)
 
 
 def ready(url: str, process: subprocess.Popen[bytes], name: str) -> bool | None:
@@ -150,13 +168,9 @@ def prometheus_on(home: Path, target: str, *, rule_files: Sequence[Path] = (),
     """A ready Prometheus in ``home`` scraping ``target``; always stopped."""
     assert shutil.which(PROMETHEUS), "prometheus missing: run scripts/bootstrap"
     home.mkdir(exist_ok=True)
-    process, server = start_prometheus(home, target, rule_files=rule_files,
-                                       honor_labels=honor_labels)
-    try:
-        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+    with ready_prometheus(*start_prometheus(home, target, rule_files=rule_files,
+                                            honor_labels=honor_labels)) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @contextmanager
@@ -212,18 +226,9 @@ def receiving_prometheus(home: Path, *, receiver: bool = True,
         f"  - {{job_name: prometheus, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}\n"
         + (f"  - {{job_name: fleet, scrape_timeout: 1s, static_configs: [{{targets: "
            f"['{target}']}}]}}\n" if target else ""))
-    log = (home / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={home / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-         *(["--web.enable-remote-write-receiver"] if receiver else [])],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Prometheus(f"http://127.0.0.1:{port}")
-    try:
-        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+    flags = ["--web.enable-remote-write-receiver"] if receiver else []
+    with ready_prometheus(*launch_prometheus(home, port, *flags)) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @contextmanager
@@ -236,16 +241,6 @@ def backfilled_prometheus(home: Path, openmetrics_file: Path) -> Iterator[Promet
                            str(openmetrics_file), str(home / "tsdb")],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    port = free_port()
     (home / "prometheus.yml").write_text("scrape_configs: []\n")
-    log = (home / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={home / 'prometheus.yml'}",
-         f"--storage.tsdb.path={home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Prometheus(f"http://127.0.0.1:{port}")
-    try:
-        poll("prometheus /-/ready", lambda: ready(server.url, process, "prometheus"))
+    with ready_prometheus(*launch_prometheus(home, free_port())) as server:
         yield server
-    finally:
-        stop(process)

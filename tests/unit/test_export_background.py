@@ -4,30 +4,15 @@ next render; the pieces the HTTP server sends join into exactly ``exposition()``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import ModuleType
+
+from test_export_catalogue import load_benchmark
 
 from fleet.export.prometheus import Selection, StoreCollector, start_server
 from fleet.export.store_reader import open_read_only
 from fleet.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def bench() -> ModuleType:
-    name = "exporter_scrape"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "benchmarks" / "perf" / "exporter_scrape.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def strip(body: bytes) -> bytes:
@@ -37,7 +22,7 @@ def strip(body: bytes) -> bytes:
 def test_scrapes_serve_the_last_rendering_and_follow_the_store(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"
     with Store.open(path) as store:
-        bench().write_synthetic_run(store, "r-one", cases=20)
+        load_benchmark().write_synthetic_run(store, "r-one", cases=20)
     with open_read_only(path) as store:
         collector = StoreCollector(store, Selection())
         collector.start_background(0.05)
@@ -49,7 +34,8 @@ def test_scrapes_serve_the_last_rendering_and_follow_the_store(tmp_path: Path) -
                 assert strip(collector.exposition()) == strip(first)
                 assert time.perf_counter() - started < 0.5
             with Store.open(path) as writer:  # another connection, as `fleet run`
-                bench().write_synthetic_run(writer, "r-two", cases=5, started_unix_seconds=1.8e9)
+                load_benchmark().write_synthetic_run(writer, "r-two", cases=5,
+                                                     started_unix_seconds=1.8e9)
             deadline = time.monotonic() + 10
             while b'run_id="r-two"' not in collector.exposition():
                 assert time.monotonic() < deadline, "the new run was never rendered"
