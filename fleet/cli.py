@@ -15,10 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rich.console import Console
-
 from fleet import __version__
-from fleet.cli_args import build_parser
+from fleet.cli_args import build_parser, stdout_console
 from fleet.cli_compare import cmd_compare, cmd_gate
 from fleet.cli_dashboards import cmd_dashboards_build, cmd_dashboards_push
 from fleet.cli_export import cmd_export_rules, cmd_export_serve, cmd_export_text
@@ -39,9 +37,6 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_ERROR)
 
-
-def _stdout() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _print_json(data: Any) -> None:
@@ -95,7 +90,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
         _print_json({"hosts": [to_jsonable(o) for o in outcomes],
                      "store": None if store is None else str(args.store)})
     else:
-        console = _stdout()
+        console = stdout_console()
         console.print(outcomes_view(outcomes))
         if store is not None:
             console.print(f"saved {len(good)} snapshot(s) to {args.store}")
@@ -117,7 +112,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or "-",
                       r["connection"], ",".join(r["groups"]))
-    _stdout().print(table)
+    stdout_console().print(table)
     return EXIT_OK
 
 
@@ -136,7 +131,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(plan_summary(plan))
     else:
-        _stdout().print(plan_view(plan))
+        stdout_console().print(plan_view(plan))
     return EXIT_OK
 
 
@@ -190,7 +185,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(to_jsonable(state))
     else:
-        console = _stdout()
+        console = stdout_console()
         for h in state.hosts:
             where = (f"netns {h.namespace}  sshd pid {h.sshd_pid}" if h.kind == "netns"
                      else f"{h.spec}  qemu pid {h.qemu_pid}  console {h.console_log_path}")
@@ -207,7 +202,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"removed": list(removed)})
     else:
-        console = _stdout()
+        console = stdout_console()
         for item in removed:
             console.print(item)
         if not removed:
@@ -223,7 +218,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(lab_status_data(status))
     else:
-        _stdout().print(lab_status_view(status))
+        stdout_console().print(lab_status_view(status))
     return EXIT_OK if status.healthy or not status.exists else EXIT_PARTIAL
 
 
@@ -241,7 +236,7 @@ def cmd_store_info(args: argparse.Namespace) -> int:
                                  "collected_at_unix_seconds": s.collected_at_unix_seconds}
                                 for s in latest]})
         return EXIT_OK
-    console = _stdout()
+    console = stdout_console()
     console.print(f"store {info.path}: schema v{info.schema_version}, journal {info.journal_mode},"
                   f" {info.host_count} host(s), {info.snapshot_count} facts snapshot(s)")
     for s in latest:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 FACTS_EXAMPLE = """examples:
   fleet facts                                   # this machine (embedded default inventory)
@@ -169,3 +172,8 @@ def _build_store(sub: Any, parser_class: type[argparse.ArgumentParser],
     _add_store(info, default_store)
     _add_json(info)
     info.set_defaults(handler=handlers["store info"])
+
+
+def stdout_console(piped_width: int = 160) -> Console:
+    """rich on stdout: the terminal's width, or ``piped_width`` columns into a pipe or file."""
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else piped_width)

@@ -11,11 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub
+from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub, stdout_console
 from fleet.errors import ConfigError
 
 COMPARE_EXAMPLE = """examples:
@@ -147,7 +146,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             _print_report(result.report)
         for line in decision.undecided:
             sys.stderr.write(f"fleet: gate: could not decide: {line}\n")
-        _console().print(f"gate (run {result.run_id or 'none'}): {decision.headline}")
+        stdout_console(200).print(f"gate (run {result.run_id or 'none'}): {decision.headline}")
     return decision.exit_code
 
 
@@ -164,9 +163,6 @@ def _write(path: Path, text: str) -> None:
                           hint="pass a writable path") from None
 
 
-def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-
 
 _STYLES = {"worse": "bold red", "better": "green", "changed": "yellow",
            "insufficient data": "magenta"}
@@ -177,7 +173,7 @@ def _print_report(report: Any) -> None:
     from fleet.compare.engine import case_text, cross_machine, metric_text
     from fleet.compare.output import change_text, history_text, number, p_text, percent
 
-    console = _console()
+    console = stdout_console(200)
     table = Table(title=f"{report.candidate} vs baseline {report.baseline}",
                   title_justify="left")
     history = any(row.history is not None for row in report.rows)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from fleet.cli_args import _add_json, _add_store, _sub
+from fleet.cli_args import _add_json, _add_store, _sub, stdout_console
+from fleet.compare.output import percent
 
 REPORT_EXAMPLE = """examples:
   fleet report r20261125-083000-3f2a -o report/           # columns: the hosts
@@ -68,9 +68,6 @@ def build_report_parsers(sub: Any, handlers: Mapping[str, Any],
     history.set_defaults(handler=handlers["history"])
 
 
-def _stdout() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-
 
 def cmd_report(args: argparse.Namespace) -> int:
     from fleet.compare.fingerprint import validate_allowed
@@ -113,7 +110,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps({"series": [_series_json(s) for s in series]}, indent=2,
                                     sort_keys=True) + "\n")
         return 0
-    console = _stdout()
+    console = stdout_console()
     if len(series) <= 3:
         for s in series:
             console.print(_points_view(s))
@@ -144,15 +141,11 @@ def _points_view(s: Any) -> Table:
     marks = {c.index: c for c in s.change_points}
     for i, p in enumerate(s.points):
         c = marks.get(i)
-        change = "" if c is None else f"change point {_pct(c.relative_change)}"
+        change = "" if c is None else f"change point {percent(c.relative_change)}"
         table.add_row(str(i), p.run_id, _when(p.created_at_unix_seconds),
                       ", ".join(f"{k}={v}" for k, v in p.tags), f"{p.value:.6g}", str(p.n),
                       change)
     return table
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.1f}%"
 
 
 def _summary_view(series: Sequence[Any]) -> Table:
@@ -160,7 +153,7 @@ def _summary_view(series: Sequence[Any]) -> Table:
     for col in ("metric", "case", "host", "runs", "newest", "change points"):
         table.add_column(col)
     for s in series:
-        cps = ", ".join(f"#{c.index} {s.points[c.index].run_id} {_pct(c.relative_change)}"
+        cps = ", ".join(f"#{c.index} {s.points[c.index].run_id} {percent(c.relative_change)}"
                         for c in s.change_points) or "none"
         table.add_row(s.metric, f"{s.case_id} {s.case}".strip(), s.host, str(len(s.points)),
                       f"{s.points[-1].value:.6g} {s.unit}", cps)

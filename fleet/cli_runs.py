@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub
+from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub, stdout_console
 from fleet.errors import ConfigError
 from fleet.execute_events import (
     ATTEMPT_STATUSES,
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pusher is not None:
         sys.stderr.write(f"fleet: {pusher.summary()}\n")
     if not args.json:
-        _stdout().print(summary_view(report.summary))
+        stdout_console().print(summary_view(report.summary))
     if report.interrupted:
         sys.stderr.write(f"fleet: interrupted; resume with: fleet run --resume {report.run_id}"
                          f" --store {report.store_path}\n")
@@ -144,9 +144,6 @@ def _both(first: Callable[[RunEvent], None],
 def _warn(text: str) -> None:
     sys.stderr.write(f"fleet: warning: {text}\n")
 
-
-def _stdout() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
 class _RunView:
@@ -291,7 +288,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                       _local_time(r.info.created_at_unix_seconds),
                       f"{r.jobs_done}/{r.jobs_total}",
                       " ".join(f"{k}={v}" for k, v in sorted(shown.items())))
-    _stdout().print(table)
+    stdout_console().print(table)
     return EXIT_OK
 
 
@@ -320,7 +317,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                              for a in detail.attempts]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
-    console = _stdout()
+    console = stdout_console()
     info = detail.info
     console.print(f"run {info.run_id}: suite {info.suite} ({info.suite_path}, sha256 "
                   f"{info.suite_sha256[:12]}), seed {info.seed}, created "

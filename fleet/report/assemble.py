@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, policy_for
+from fleet.compare.engine import metric_text
 from fleet.compare.stats import Policy, compare_many, median_intervals
 from fleet.errors import ConfigError
 from fleet.export.catalogue import SAMPLER_SOURCE, lookup
@@ -154,11 +155,6 @@ def columns(runs: Sequence[RunRecords], selection: Selection) -> tuple[str, ...]
 _Key = tuple[str, str, str, str | None]  # metric key, unit, source, table host
 
 
-def _metric_key(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
-    rest = [(k, v) for k, v in labels if k != "source"]
-    return metric if not rest else metric + "{" + ",".join(f"{k}={v}" for k, v in rest) + "}"
-
-
 def _wanted(metric: str, unit: str, labels: tuple[tuple[str, str], ...]) -> str | None:
     """The source of a result the tables show, or None to leave it out."""
     if (("source", SAMPLER_SOURCE)) not in labels:
@@ -190,7 +186,7 @@ def metric_tables(runs: Sequence[RunRecords], selection: Selection
                 source = _wanted(m.metric, m.unit, m.labels)
                 if source is None:
                     continue
-                key = (_metric_key(m.metric, m.labels), m.unit, source, host)
+                key = (metric_text(m.metric, m.labels), m.unit, source, host)
                 workloads.setdefault(key, set()).add(run.workloads.get(a.job.case_id, ""))
                 cell = values.setdefault(key, {}).setdefault((row, column), [])
                 if m.value is None:

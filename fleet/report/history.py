@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleet.compare.engine import metric_text
 from fleet.errors import ConfigError
 from fleet.report.assemble import value_text
 from fleet.report.changes import ChangePoint, change_points
@@ -82,7 +83,7 @@ def load_history(query: HistoryQuery) -> tuple[HistorySeries, ...]:
             continue
         if query.settings and not _matches(settings.get((run_id, case_id), {}), query.settings):
             continue
-        key = (_metric_key(query.metric, labels), unit, case_id, host)
+        key = (metric_text(query.metric, tuple(sorted(labels.items()))), unit, case_id, host)
         grouped.setdefault(key, {}).setdefault(run_id, [created, []])[1].append(value)
     series = [_series(key, runs, tags, settings, query.last) for key, runs in grouped.items()]
     series = [s for s in series if s.points]
@@ -124,11 +125,6 @@ def _settings(store: Store, run_ids: set[str]) -> dict[tuple[str, str], dict[str
 
 def _matches(settings: Mapping[str, str], wanted: Sequence[tuple[str, str]]) -> bool:
     return all(settings.get(k) == v for k, v in wanted)
-
-
-def _metric_key(metric: str, labels: Mapping[str, str]) -> str:
-    rest = sorted((k, v) for k, v in labels.items() if k != "source")
-    return metric if not rest else metric + "{" + ",".join(f"{k}={v}" for k, v in rest) + "}"
 
 
 def _series(key: tuple[str, str, str, str], runs: Mapping[str, list[Any]],
