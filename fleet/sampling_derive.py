@@ -41,7 +41,6 @@ from itertools import pairwise
 from fleet.collectors.kmsg import problems
 from fleet.derive import (
     counter_rate,
-    gauge_growth,
     page_table_locality,
     placement,
     sec_page_tables_per_gib,
@@ -112,32 +111,34 @@ def _rates(c: Collected) -> list[Measurement]:
     return out
 
 
+def _by_sample(per_node: dict[int, list[tuple[float, float]]]) -> dict[float, dict[int, float]]:
+    """Per sample time, the value of each node sampled then."""
+    by_time: dict[float, dict[int, float]] = {}
+    for node, points in per_node.items():
+        for mono, value in points:
+            by_time.setdefault(mono, {})[node] = value
+    return by_time
+
+
 def _peak_memory(c: Collected) -> dict[int, int | None]:
     """Per node, the workload's resident bytes in the sample where their total was largest
     (its memory at its peak: before teardown, which frees it well before the process ends)."""
     per_node = _per_node(c, "workload_resident_bytes")
-    by_time: dict[float, dict[int, int | None]] = {}
-    for node, points in per_node.items():
-        for mono, value in points:
-            by_time.setdefault(mono, {})[node] = int(value)
+    by_time = _by_sample(per_node)
     if not by_time:
         return {}
-    peak = max(by_time.values(), key=lambda m: sum(v or 0 for v in m.values()))
-    return {node: peak.get(node) for node in per_node}
+    peak = max(by_time.values(), key=lambda m: sum(m.values()))
+    return {node: None if node not in peak else int(peak[node]) for node in per_node}
 
 
 def _page_table_growth(c: Collected) -> dict[int, float | None]:
     """Per node, SecPageTables in the peak sample minus the first (module docstring)."""
     per_node = _per_node(c, "sec_page_tables_bytes")
-    by_time: dict[float, dict[int, float]] = {}
-    for node, points in per_node.items():
-        for mono, value in points:
-            by_time.setdefault(mono, {})[node] = value
-    whole = [(t, v) for t, v in sorted(by_time.items()) if len(v) == len(per_node)]
+    whole = [v for _, v in sorted(_by_sample(per_node).items()) if len(v) == len(per_node)]
     if len(whole) < 2:
         return dict.fromkeys(per_node)
-    first, peak = whole[0][1], max((v for _, v in whole), key=lambda v: sum(v.values()))
-    return {node: gauge_growth([(0.0, first[node]), (1.0, peak[node])]) for node in per_node}
+    first, peak = whole[0], max(whole, key=lambda v: sum(v.values()))
+    return {node: peak[node] - first[node] for node in per_node}
 
 
 def _page_tables(c: Collected, intended: Sequence[int] | None) -> list[Measurement]:
