@@ -186,7 +186,7 @@ def lookup(metric: str, unit: str, labels: tuple[tuple[str, str], ...] = ()) -> 
 
 
 def by_name(name: str) -> CatalogueEntry:
-    for entry in (*CATALOGUE, *HOST_SAMPLES):
+    for entry in EVERY:
         if entry.name == name:
             return entry
     raise KeyError(name)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fleet.export import catalogue as cat
-from fleet.export.series import format_value
+from fleet.export.series import escape_value, format_value
 from fleet.export.store_reader import StoredSeries
 
 Labels = tuple[tuple[str, str], ...]
@@ -87,13 +87,13 @@ def openmetrics_family(entry: cat.CatalogueEntry,
     """One family's OpenMetrics text (HELP and TYPE, then each series' points in time order,
     timestamps in seconds with millisecond precision); nothing if it has no series."""
     family = entry.name.removesuffix("_total") if entry.type == "counter" else entry.name
-    header = (f"# HELP {family} {_escape_help(entry.help)}\n"
+    header = (f"# HELP {family} {escape_value(entry.help)}\n"
               f"# TYPE {family} {entry.type}\n")
     for item in series:
         if header:
             yield header
             header = ""
-        labels = ",".join(f'{k}="{_escape_value(v)}"' for k, v in item.labels)
+        labels = ",".join(f'{k}="{escape_value(v)}"' for k, v in item.labels)
         head = f"{entry.name}{{{labels}}} " if labels else f"{entry.name} "
         yield "".join(f"{head}{format_value(v)} {_seconds(ms)}\n" for ms, v in item.points)
 
@@ -111,9 +111,3 @@ def _seconds(ms: int) -> str:
     return f"{whole}.{frac:03d}"
 
 
-def _escape_value(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

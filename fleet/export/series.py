@@ -255,7 +255,7 @@ def sample_line(series: Series) -> str:
 
 
 def _label_text(labels: Labels) -> str:
-    return ",".join([f'{k}="{_escape_value(v)}"' for k, v in sorted(labels)])
+    return ",".join([f'{k}="{escape_value(v)}"' for k, v in sorted(labels)])
 
 
 def format_value(value: float) -> str:
@@ -266,7 +266,8 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
-def _escape_value(text: str) -> str:
+def escape_value(text: str) -> str:
+    """A label value (or OpenMetrics HELP text): backslash, double quote and newline escaped."""
     if "\\" in text or '"' in text or "\n" in text:
         return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return text
