@@ -146,10 +146,7 @@ def _results(conn: sqlite3.Connection, marks: str, params: tuple[object, ...],
             " FROM results r JOIN attempts a ON a.attempt_id = r.attempt_id"
             f" WHERE a.run_id IN ({marks}) AND a.attempt_id > ? AND a.status = 'completed'"
             " ORDER BY r.rowid", params):
-        labels = labels_cache.get(labels_json)
-        if labels is None:
-            labels = tuple(sorted((str(k), str(v)) for k, v in json.loads(labels_json).items()))
-            labels_cache[labels_json] = labels
+        labels = _labels(labels_json, labels_cache)
         owner = owners.get(attempt_id)
         if owner is None:  # committed after the attempts were read: the next increment's
             continue
@@ -205,16 +202,20 @@ def _job_series(job_key: str,
                 groups: dict[tuple[int, str, str, str], list[tuple[float, float | None]]],
                 labels_cache: dict[str, tuple[tuple[str, str], ...]]
                 ) -> tuple[StoredSeries, ...]:
-    case_id, repetition, _ = job_key.split("/", 2)
-    out = []
-    for (_, host, name, labels_json), points in groups.items():
-        labels = labels_cache.get(labels_json)
-        if labels is None:
-            labels = labels_cache[labels_json] = tuple(sorted(
-                (str(k), str(v)) for k, v in json.loads(labels_json).items()))
-        out.append(StoredSeries(case_id, int(repetition), str(host), str(name), labels,
-                                tuple(points)))
-    return tuple(out)
+    job = JobKey.parse(job_key)
+    return tuple(StoredSeries(job.case_id, job.repetition, str(host), str(name),
+                              _labels(labels_json, labels_cache), tuple(points))
+                 for (_, host, name, labels_json), points in groups.items())
+
+
+def _labels(labels_json: str, cache: dict[str, tuple[tuple[str, str], ...]]
+            ) -> tuple[tuple[str, str], ...]:
+    """A stored labels object as sorted (name, value) pairs, parsed once per distinct text."""
+    labels = cache.get(labels_json)
+    if labels is None:
+        labels = cache[labels_json] = tuple(sorted(
+            (str(k), str(v)) for k, v in json.loads(labels_json).items()))
+    return labels
 
 
 def stored_series_names(store: Store, run_id: str) -> tuple[str, ...]:
