@@ -91,8 +91,9 @@ def _no_samples(store_path: Path, run_id: str) -> FleetError:
 @contextmanager
 def _run_snapshot(store_path: Path, run_id: str) -> Iterator[tuple[Store, RunInfo,
                                                                    tuple[str, ...]]]:
-    """The read-only store in one read transaction, the run, and its importable series
-    names; StoreError for an unknown run, FleetError when it stored no samples."""
+    """The read-only store in one read transaction, the run, and the names of its stored
+    series the catalogue does not know (skipped); StoreError for an unknown run, FleetError
+    when it stored no samples."""
     with open_read_only(store_path) as store:
         store.connection.execute("BEGIN")
         try:
@@ -100,17 +101,16 @@ def _run_snapshot(store_path: Path, run_id: str) -> Iterator[tuple[Store, RunInf
             names = stored_series_names(store, run_id)
             if not names:
                 raise _no_samples(store_path, run_id)
-            yield store, info, names
+            yield store, info, tuple(n for n in names if cat.host_entry(n) is None)
         finally:
             store.connection.execute("COMMIT")
 
 
 def load_host_series(store_path: Path, run_id: str) -> HostSeries:
     """The whole run's host series in memory (tests, benchmarks; the importer streams)."""
-    with _run_snapshot(store_path, run_id) as (store, info, names):
-        tally = _Tally()
-        series = tuple(_stream(store, info, tally))
-    return HostSeries(series, tuple(n for n in names if cat.host_entry(n) is None))
+    with _run_snapshot(store_path, run_id) as (store, info, skipped):
+        series = tuple(_stream(store, info, _Tally()))
+    return HostSeries(series, skipped)
 
 
 def check_url(url: str) -> str:
@@ -135,7 +135,7 @@ def import_run(store_path: Path, run_id: str, *, remote_write_url: str | None = 
     started = time.perf_counter()
     tally = _Tally()
     requests = retries = 0
-    with _run_snapshot(store_path, run_id) as (store, info, names):
+    with _run_snapshot(store_path, run_id) as (store, info, skipped):
         if url is not None:
             sent = send_batches(url, write_requests(_stream(store, info, tally),
                                                     batch_samples), policy)
@@ -147,8 +147,7 @@ def import_run(store_path: Path, run_id: str, *, remote_write_url: str | None = 
         raise _no_samples(store_path, run_id)
     first, last = tally.first_ms, tally.last_ms
     return ImportReport(run_id, url or str(openmetrics_path), tally.series, tally.samples,
-                        requests, retries,
-                        tuple(n for n in names if cat.host_entry(n) is None),
+                        requests, retries, skipped,
                         None if first is None else first / 1000.0,
                         None if last is None else last / 1000.0,
                         time.perf_counter() - started)
