@@ -29,6 +29,7 @@ from fleet.report.model import (
     RunSummary,
 )
 from fleet.runs import RunDetail, StoredAttempt
+from fleet.workloads.base import format_value
 
 SERIES_SHOWN = ("tlb_shootdowns", "sec_page_tables_bytes")
 
@@ -51,12 +52,6 @@ class Selection:
     values: tuple[str, ...] = ()  # mode "axis": the values compared, in order
 
 
-def value_text(value: ParamValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def check_selection(runs: Sequence[RunRecords], selection: Selection) -> None:
     """ConfigError naming the run when it has no completed attempt or lacks an axis value."""
     for run in runs:
@@ -66,7 +61,7 @@ def check_selection(runs: Sequence[RunRecords], selection: Selection) -> None:
     if selection.mode != "axis" or selection.axis is None:
         return
     run = runs[0]
-    present = {value_text(s[selection.axis]) for s in run.settings.values()
+    present = {format_value(s[selection.axis]) for s in run.settings.values()
                if selection.axis in s}
     if not present:
         names = sorted({k for s in run.settings.values() for k in s})
@@ -101,12 +96,12 @@ def case_rows(runs: Sequence[RunRecords], axis: str | None) -> Rows:
     cases = [(i, cid, s) for i, run in enumerate(runs) for cid, s in run.settings.items()]
     names = sorted({k for _, _, s in cases for k in s} - {axis})
     varying = [n for n in names
-               if len({value_text(s[n]) if n in s else None for _, _, s in cases}) > 1]
+               if len({format_value(s[n]) if n in s else None for _, _, s in cases}) > 1]
     workloads = {w for run in runs for w in run.workloads.values()}
     labels: dict[tuple[int, str], str] = {}
     keys: dict[str, tuple[object, ...]] = {}
     for i, cid, s in cases:
-        values = [value_text(s[n]) if n in s else "-" for n in varying]
+        values = [format_value(s[n]) if n in s else "-" for n in varying]
         parts = (values if len(varying) == 1
                  else [f"{n}={v}" for n, v in zip(varying, values, strict=True)])
         workload = runs[i].workloads.get(cid, "")
@@ -134,7 +129,7 @@ def column_of(runs: Sequence[RunRecords], selection: Selection
         settings = runs[index].settings.get(stored.attempt.job.case_id, {})
         if selection.axis is None or selection.axis not in settings:
             return None
-        text = value_text(settings[selection.axis])
+        text = format_value(settings[selection.axis])
         return text if text in selection.values else None
 
     if selection.mode == "runs":

@@ -17,12 +17,12 @@ from typing import Any
 
 from fleet.compare.engine import metric_text
 from fleet.errors import ConfigError
-from fleet.report.assemble import value_text
 from fleet.report.changes import ChangePoint, change_points
 from fleet.report.load import plan_cases
 from fleet.runs import JobKey
 from fleet.store import Store
 from fleet.store_runs import run_tags, runs_tagged
+from fleet.workloads.base import format_value
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def _settings(store: Store, run_ids: set[str]) -> dict[tuple[str, str], dict[str
             merged = ({**case.get("params", {}), **case.get("knobs", {}),
                        **case.get("variant", {})} if isinstance(case, dict)
                       else json.loads(params_json))
-            out[(run_id, case_id)] = {k: value_text(v) for k, v in merged.items()}
+            out[(run_id, case_id)] = {k: format_value(v) for k, v in merged.items()}
     return out
 
 
