@@ -35,6 +35,10 @@ class TransportError(FleetError):
     """A host could not be reached, authenticated, or a command could not be run."""
 
 
+class HostBusyError(TransportError):
+    """Another controller kept the host's lock (fleet/agent/host_state.py) past the wait."""
+
+
 class HostKeyError(TransportError):
     """A host's SSH key is unknown or does not match known_hosts."""
 

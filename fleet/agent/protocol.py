@@ -23,7 +23,16 @@ host side; PROTOCOL_VERSION must be equal in both (the controller refuses any ot
                                                     -> run_result  {id, RunOutcome fields,
                                                                     compact: see below}
     read                {id, paths, max_bytes}      -> read_result {id, files: [FileContent]}
-    write               {id, path, value}           -> write_result {id, WriteOutcome fields}
+    write               {id, path, value, knob?}    -> write_result {id, WriteOutcome fields}
+    lock                {id, controller, controller_pid, run_id, wait_seconds}
+                                                    -> lock_wait*  {id, waited_seconds,
+                                                                    holder: LockHolder|null}
+                                                    -> lock_result {id, acquired,
+                                                                    waited_seconds, holder?,
+                                                                    recovered?, error?}
+    heartbeat           {interval_seconds, silence_seconds}   one way: no id, no reply
+    agent -> heartbeat  {monotonic_seconds}         unasked, no id: every interval_seconds
+                                                    of silence while a run is in progress
     shutdown            {id}                        -> bye         {id} (a running child is
                                                                     killed first, and its
                                                                     run_result sent first)
@@ -40,6 +49,26 @@ A run_result is compact (version 3): a field whose value would be null, false, "
 byte count is left out and decodes to that value; ``duration_seconds`` is not sent (it is
 ended minus started monotonic); the four clock readings are always there. Every case pays for
 this message on its critical path, so it stays small.
+
+Version 4: the host owns what it changes.
+- ``lock`` takes the host lock (flock under /run, keyed by boot id and network namespace:
+  fleet/agent/host_state.py) and holds it until the agent exits; the executor sends it before
+  its first case (``fleet facts`` never does, so it is never blocked). While another agent holds
+  it, a ``lock_wait`` naming the holder comes at once and every interval_seconds; after
+  ``wait_seconds`` the ``lock_result`` says ``acquired: false`` with the holder. ``error``: the
+  lock could not be used at all (state directory, or shutdown while waiting). Once taken, the
+  knob journal a dead (SIGKILLed) agent left is written back first; ``recovered`` lists each
+  knob as {path, value (the original, written back), error|null}.
+- ``write`` with ``knob: "set"`` journals the file's original value (bracketed choice or
+  stripped text, as execute_policy.current_value) durably BEFORE the first write of that path
+  in this session (later sets keep it); refused (write_result error) without the host lock.
+  ``knob: "restore"`` writes, then drops the path from the journal. A plain write (no ``knob``)
+  is not journaled. The agent writes back every journaled knob when it goes away (shutdown,
+  stdin EOF, broken stdout, silence, SIGTERM, SIGHUP).
+- ``heartbeat``: the controller sends one every ``interval_seconds`` (the first right after
+  hello); the agent takes ``silence_seconds`` without any input as its controller gone (as stdin
+  EOF). While a run is in progress, the agent sends its own heartbeat after interval_seconds
+  without any other message, so the controller can tell a lost link from a long case.
 
 One run at a time per agent (a second one is refused with "busy"); ping, read and write are
 answered while a run is in progress. What the agent guarantees on the host: argv goes to exec
@@ -61,9 +90,9 @@ import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 AGENT_NAME = "fleet-agent"
 
 class ProtocolError(ValueError):
@@ -102,10 +131,32 @@ class ReadRequest:
     max_bytes: int
 
 
+KnobWrite = Literal["set", "restore"]
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     path: str
     value: str
+    knob: KnobWrite | None = None  # a knob's write: journaled ("set") or restored
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """Take the host lock (held until the agent exits), waiting up to ``wait_seconds``."""
+
+    controller: str  # user@host of the controller
+    controller_pid: int
+    run_id: str
+    wait_seconds: float
+
+
+@dataclass(frozen=True)
+class HeartbeatRequest:
+    """One way (no id, no reply): the controller is alive; see the module doc."""
+
+    interval_seconds: float
+    silence_seconds: float
 
 
 @dataclass(frozen=True)
@@ -118,10 +169,12 @@ class ShutdownRequest:
     """No fields: stop the running child (if any), answer bye and exit."""
 
 
-Request = RunRequest | ReadRequest | WriteRequest | PingRequest | ShutdownRequest
+Request = (RunRequest | ReadRequest | WriteRequest | LockRequest | PingRequest
+           | ShutdownRequest)
 
 _REQUEST_TYPES: dict[type, str] = {RunRequest: "run", ReadRequest: "read", WriteRequest: "write",
-                                   PingRequest: "ping", ShutdownRequest: "shutdown"}
+                                   LockRequest: "lock", PingRequest: "ping",
+                                   ShutdownRequest: "shutdown"}
 
 
 # ---- replies (agent -> controller) --------------------------------------------------------
@@ -241,6 +294,52 @@ class ErrorReply:
 
 
 @dataclass(frozen=True)
+class LockHolder:
+    """Who holds a host lock, as its agent wrote it (see LockRequest)."""
+
+    controller: str
+    controller_pid: int
+    run_id: str
+    agent_pid: int
+    since_wall_seconds: float
+
+
+@dataclass(frozen=True)
+class KnobRecovery:
+    """A knob a dead agent left changed, written back to its original ``value``."""
+
+    path: str
+    value: str
+    error: str | None  # None: written back
+
+
+@dataclass(frozen=True)
+class LockReply:
+    request_id: int
+    acquired: bool
+    waited_seconds: float
+    holder: LockHolder | None  # not acquired: who held it at the end (None: unknown)
+    recovered: tuple[KnobRecovery, ...]
+    error: str | None  # the lock could not be used at all
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """Still waiting for the host lock (at once, then every heartbeat interval)."""
+
+    request_id: int
+    waited_seconds: float
+    holder: LockHolder | None
+
+
+@dataclass(frozen=True)
+class AgentHeartbeat:
+    """Unasked, no id: the agent is alive while a run is in progress."""
+
+    monotonic_seconds: float
+
+
+@dataclass(frozen=True)
 class SampleReply:
     """One sample of a running child; ``body`` is the message as sent (see sampling_decode)."""
 
@@ -248,10 +347,15 @@ class SampleReply:
     body: Mapping[str, Any]
 
 
-Reply = Pong | RunReply | ReadReply | WriteReply | Bye | ErrorReply | SampleReply
+Reply = (Pong | RunReply | ReadReply | WriteReply | LockReply | LockWait | Bye | ErrorReply
+         | SampleReply)
 
 
 # ---- encoding -----------------------------------------------------------------------------
+
+
+def encode_heartbeat(request: HeartbeatRequest) -> str:
+    return _encoder().encode({"type": "heartbeat", **dataclasses.asdict(request)}) + "\n"
 
 
 def encode_request(request_id: int, request: Request) -> str:
@@ -277,7 +381,7 @@ def encode_request(request_id: int, request: Request) -> str:
     return _encoder().encode(body) + "\n"
 
 
-_OMITTED_WHEN_NONE = frozenset({"sample"})  # added in version 2: absent means none
+_OMITTED_WHEN_NONE = frozenset({"sample", "knob"})  # added later: absent means none
 
 
 @functools.cache

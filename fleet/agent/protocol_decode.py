@@ -15,11 +15,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fleet.agent.protocol import (
+    AgentHeartbeat,
     Bye,
     ErrorReply,
     Fatal,
     FileContent,
     Hello,
+    KnobRecovery,
+    LockHolder,
+    LockReply,
+    LockWait,
     Pong,
     ProtocolError,
     ReadReply,
@@ -44,9 +49,12 @@ def decode_hello(line: str) -> Hello | Fatal:
     return _build(Hello, message)
 
 
-def decode_reply(line: str) -> Reply:
+def decode_reply(line: str) -> Reply | AgentHeartbeat:
     message = _object(line)
     kind = message.get("type")
+    if kind == "heartbeat":
+        return AgentHeartbeat(_float(message.get("monotonic_seconds"),
+                                     "heartbeat.monotonic_seconds"))
     if kind == "error":
         rid = message.get("id")
         if rid is not None and not _is_int(rid):
@@ -186,6 +194,27 @@ def _run_outcome(m: Mapping[str, Any]) -> RunOutcome:
         child_system_cpu_seconds=_optional(m, "child_system_cpu_seconds", _float))
 
 
+def _holder(m: Mapping[str, Any]) -> LockHolder | None:
+    """The holder as another agent wrote it into the lock file: None when absent or garbled
+    (it is only ever shown to the user)."""
+    value = m.get("holder")
+    if not isinstance(value, dict):
+        return None
+    try:
+        return _build(LockHolder, value)
+    except ProtocolError:
+        return None
+
+
+def _lock_reply(rid: int, m: Mapping[str, Any]) -> LockReply:
+    error = m.get("error")
+    return LockReply(
+        rid, _checked(m.get("acquired"), bool, "lock_result.acquired"),
+        _float(m.get("waited_seconds"), "lock_result.waited_seconds"), _holder(m),
+        _converter(tuple[KnobRecovery, ...])(m.get("recovered", []), "lock_result.recovered"),
+        None if error is None else _checked(error, str, "lock_result.error"))
+
+
 _REPLY_BUILDERS: dict[str, Callable[[int, dict[str, Any]], Reply]] = {
     "pong": lambda rid, m: Pong(rid, _float(m.get("monotonic_seconds"), "pong.monotonic_seconds"),
                                 _float(m.get("wall_seconds"), "pong.wall_seconds")),
@@ -193,6 +222,9 @@ _REPLY_BUILDERS: dict[str, Callable[[int, dict[str, Any]], Reply]] = {
     "read_result": lambda rid, m: ReadReply(
         rid, _converter(tuple[FileContent, ...])(m.get("files"), "read_result.files")),
     "write_result": lambda rid, m: WriteReply(rid, _build(WriteOutcome, m)),
+    "lock_result": _lock_reply,
+    "lock_wait": lambda rid, m: LockWait(
+        rid, _float(m.get("waited_seconds"), "lock_wait.waited_seconds"), _holder(m)),
     "sample": SampleReply,
     "bye": lambda rid, m: Bye(rid),
 }

@@ -1,11 +1,16 @@
 """fleet-agent: the long-lived program that runs ON a host, one per host, over one SSH channel.
 
 Stdlib only, python3 >= 3.8: fleet/agent/session.py ships this text, followed by the texts of
-host_files.py and sampler.py, to a constant bootstrap that exec()s them and calls ``main()``.
-fleet/agent/protocol.py documents the messages and what the agent guarantees (process groups,
-timeouts, stdin EOF); PROTOCOL_VERSION is equal in both.
+its SHIPPED_MODULES (host_files.py, sampler.py, child.py, host_state.py), to a constant bootstrap
+that exec()s them and calls ``main()``. fleet/agent/protocol.py documents the messages and what
+the agent guarantees (process groups, timeouts, stdin EOF, the host lock, the knob journal,
+heartbeats); PROTOCOL_VERSION is equal in both.
 One thread: a selector over stdin, the child's pipes and a SIGCHLD wakeup pipe; a run with a
-``sample`` spec is sampled from the same loop, at the sampler's deadlines.
+``sample`` spec is sampled from the same loop, at the sampler's deadlines; a lock request that
+has to wait is polled from it too. Whatever way the agent goes (shutdown, stdin EOF, a broken
+stdout, no word from the controller for ``silence_seconds``, SIGTERM, SIGHUP), it kills the
+running group and writes back every knob in its journal; only SIGKILL skips that, and the next
+agent to take the host lock replays the journal.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ import time
 from typing import Any
 
 if __name__ != "fleet_agent":  # imported as a package module; shipped, their texts follow
+    from fleet.agent.child import Run, killpg_quietly, run_result
     from fleet.agent.host_files import Capture, read_files, write_file
+    from fleet.agent.host_state import HostGuard, StateError
     from fleet.agent.sampler import Sampler, SampleSpecError, check_spec
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 AGENT_NAME = "fleet-agent"
-DRAIN_SECONDS = 1.0  # once the child is reaped, how long leftovers may keep its pipes open
-SAFETY_WAKEUP_SECONDS = 0.5  # the selector never sleeps longer than this while a child runs
 CHUNK_BYTES = 65536
+HEARTBEAT_SECONDS = 5.0  # until the controller's first heartbeat says otherwise
+SILENCE_SECONDS = 30.0  # no input for this long: the controller is gone
+LOCK_POLL_SECONDS = 0.2  # how often a waiting lock request tries again
+KNOB_WRITES = (None, "set", "restore")
 
 
 class RequestError(ValueError):
@@ -62,109 +71,6 @@ def _child_env(additions: Any) -> dict[str, str] | None:
     return None if additions is None else dict(os.environ, **additions)
 
 
-def _killpg(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group has gone
-        os.killpg(pgid, signum)
-
-
-class Run:
-    """One child process: its pipes, bounded captures, timeout clock and how it ended."""
-
-    def __init__(self, req: dict[str, Any], proc: subprocess.Popen[bytes], started: float,
-                 started_wall: float) -> None:
-        self.req = req
-        self.proc = proc
-        self.pid = proc.pid
-        self.started = started
-        self.started_wall = started_wall
-        self.deadline = started + float(req["timeout_seconds"])
-        self.grace = float(req["kill_grace_seconds"])
-        self.kill_at: float | None = None  # set once SIGTERM went to the group
-        self.killed = self.timed_out = self.cancelled = self.leftovers_killed = False
-        self.ended: tuple[float, float] | None = None  # (monotonic, wall) when its exit was seen
-        self.reaped: dict[str, Any] = {}
-        self.captures = {"stdout": Capture(req["stdout_cap_bytes"]),
-                         "stderr": Capture(req["stderr_cap_bytes"])}
-        self.pipes: dict[int, str] = {}  # fd -> stream name, while not at EOF
-
-    def terminate(self, now: float, *, timed_out: bool) -> None:
-        """SIGTERM the whole group now; SIGKILL follows after the grace period."""
-        if self.kill_at is not None or self.ended is not None:
-            return
-        self.timed_out, self.cancelled = timed_out, not timed_out
-        _killpg(self.pid, signal.SIGTERM)
-        self.kill_at = now + self.grace
-
-    def step(self, now: float) -> None:
-        """Advance the clock: notice the exit, time out, escalate to SIGKILL."""
-        if self.ended is not None:
-            return
-        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-        if pid:
-            self.ended = (time.monotonic(), time.time())
-            self._reaped(status, usage)
-        elif self.kill_at is None and now >= self.deadline:
-            self.terminate(now, timed_out=True)
-        elif self.kill_at is not None and now >= self.kill_at and not self.killed:
-            _killpg(self.pid, signal.SIGKILL)
-            self.killed = True
-
-    def _reaped(self, status: int, usage: Any) -> None:
-        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        code = None if signum is not None else os.WEXITSTATUS(status)
-        self.proc.returncode = -signum if signum is not None else code  # Popen must not wait
-        self.reaped = {"exit_code": code, "signal": signum,
-                       "child_max_rss_bytes": usage.ru_maxrss * 1024,
-                       "child_user_cpu_seconds": usage.ru_utime,
-                       "child_system_cpu_seconds": usage.ru_stime}
-
-    def kill_leftovers(self) -> None:
-        """SIGKILL what the child left in its group (a live member keeps the group's id taken;
-        an empty group's id is not reused within microseconds: Linux hands out PIDs cyclically)."""
-        if not self.leftovers_killed:
-            self.leftovers_killed = True
-            _killpg(self.pid, signal.SIGKILL)
-
-    def wake_in(self, now: float) -> float:
-        if self.ended is not None:
-            target = self.ended[0] + DRAIN_SECONDS
-        elif self.kill_at is not None:
-            target = now + SAFETY_WAKEUP_SECONDS if self.killed else self.kill_at
-        else:
-            target = self.deadline
-        return max(0.0, min(target - now, SAFETY_WAKEUP_SECONDS))
-
-    def finished(self, now: float) -> bool:
-        return self.ended is not None and (
-            not self.pipes or now >= self.ended[0] + DRAIN_SECONDS)
-
-    def report(self) -> dict[str, Any]:
-        assert self.ended is not None
-        return run_result(self.req, (self.started, self.started_wall), self.ended,
-                          self.captures, spawn_error=None, timed_out=self.timed_out,
-                          cancelled=self.cancelled, **self.reaped)
-
-
-def run_result(req: dict[str, Any], started: tuple[float, float], ended: tuple[float, float],
-               captures: dict[str, Capture], **fields: Any) -> dict[str, Any]:
-    """A run_result: ``started``/``ended`` are (monotonic, wall). Compact (version 3): a field
-    whose value is null, false, "" or a zero byte count is left out (the controller knows the
-    defaults); an exit code of 0 is sent."""
-    result = {"type": "run_result", "id": req["id"], "started_monotonic_seconds": started[0],
-              "started_wall_seconds": started[1], "ended_monotonic_seconds": ended[0],
-              "ended_wall_seconds": ended[1]}
-    for key, value in fields.items():
-        if value is not None and value is not False:
-            result[key] = value
-    for name, capture in captures.items():
-        if capture.total_bytes:
-            result[name], truncated = capture.text()
-            result[name + "_total_bytes"] = capture.total_bytes
-            if truncated:
-                result[name + "_truncated"] = True
-    return result
-
-
 class Agent:
     """The event loop: requests from stdin, one child, replies on stdout."""
 
@@ -177,6 +83,10 @@ class Agent:
         self.stdin_open = True
         self.shutdown_id: Any = None
         self.done = False
+        self.last_input = self.last_emit = time.monotonic()
+        self.heartbeat_seconds, self.silence_seconds = HEARTBEAT_SECONDS, SILENCE_SECONDS
+        self.guard = HostGuard()
+        self.waiting_lock: dict[str, Any] | None = None  # a lock request not answered yet
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
@@ -189,22 +99,37 @@ class Agent:
                    "hostname": os.uname().nodename, "monotonic_seconds": time.monotonic(),
                    "wall_seconds": time.time()})
         while not self.done:
-            now = time.monotonic()
-            timeout = self.run.wake_in(now) if self.run else None
-            if self.sampler is not None and timeout is not None:
-                timeout = min(timeout, self.sampler.wake_in(now))
-            for key, _ in self.sel.select(timeout):
+            for key, _ in self.sel.select(self._wake_in(time.monotonic())):
                 key.data(key.fd)
+            now = time.monotonic()
+            if self.stdin_open and now - self.last_input >= self.silence_seconds:
+                self._stdin_closed()  # no word from the controller: it is gone
             if self.sampler is not None and self.run is not None and self.run.ended is None \
-                    and time.monotonic() >= self.sampler.due:
+                    and now >= self.sampler.due:
                 self.emit(self.sampler.sample(time.monotonic(), self.run.req["id"]))
+            if self.waiting_lock is not None:
+                self._poll_lock(now)
             if self.run is not None:
+                if now - self.last_emit >= self.heartbeat_seconds:
+                    self.emit({"type": "heartbeat", "monotonic_seconds": now})
                 self._step_run()
             if not self.stdin_open and self.run is None:
                 return
 
+    def _wake_in(self, now: float) -> float | None:
+        """How long the selector may sleep: the next deadline of whatever is going on."""
+        waits = [self.last_input + self.silence_seconds] if self.stdin_open else []
+        if self.run is not None:
+            waits += [now + self.run.wake_in(now), self.last_emit + self.heartbeat_seconds]
+            if self.sampler is not None:
+                waits.append(now + self.sampler.wake_in(now))
+        if self.waiting_lock is not None:
+            waits.append(now + LOCK_POLL_SECONDS)
+        return max(0.0, min(waits) - now) if waits else None
+
     def emit(self, message: dict[str, Any]) -> None:
         view = memoryview(self.encoder.encode(message).encode("ascii") + b"\n")
+        self.last_emit = time.monotonic()
         while view:
             try:
                 view = view[os.write(1, view):]
@@ -217,6 +142,7 @@ class Agent:
         if not chunk:
             self._stdin_closed()
             return
+        self.last_input = time.monotonic()
         self.inbuf += chunk
         while b"\n" in self.inbuf and not self.done:
             line, _, rest = bytes(self.inbuf).partition(b"\n")
@@ -224,9 +150,12 @@ class Agent:
             self._handle_line(line)
 
     def _stdin_closed(self) -> None:
+        """The controller is gone (EOF, broken pipe, silence): end the run; nobody waits for
+        the lock's answer any more."""
         if self.stdin_open:
             self.stdin_open = False
             self.sel.unregister(0)
+        self.waiting_lock = None
         if self.run is not None:
             self.run.terminate(time.monotonic(), timed_out=False)
 
@@ -244,6 +173,12 @@ class Agent:
             self.emit({"type": "error", "id": req.get("id"), "message": str(e)})
 
     def _handle(self, req: dict[str, Any]) -> None:
+        if req.get("type") == "heartbeat":  # one way, no id, no reply
+            self.heartbeat_seconds = float(_get(req, "interval_seconds", (int, float),
+                                                minimum=0.05))
+            self.silence_seconds = float(_get(req, "silence_seconds", (int, float),
+                                              minimum=0.1))
+            return
         kind, rid = req.get("type"), _get(req, "id", (int,))
         if kind == "ping":
             self.emit({"type": "pong", "id": rid, "monotonic_seconds": time.monotonic(),
@@ -253,18 +188,81 @@ class Agent:
             self.emit({"type": "read_result", "id": rid,
                        "files": read_files(_strings(req, "paths"), max_bytes)})
         elif kind == "write":
-            outcome = write_file(_get(req, "path", (str,)), _get(req, "value", (str,)))
-            self.emit(dict(outcome, type="write_result", id=rid))
+            self.emit(dict(self._write(req), type="write_result", id=rid))
+        elif kind == "lock":
+            self._start_lock(req, rid)
         elif kind == "run":
             self._start_run(req)
         elif kind == "shutdown":
-            self.shutdown_id = rid
-            if self.run is None:
-                self._bye()
-            else:
-                self.run.terminate(time.monotonic(), timed_out=False)
+            self._shutdown(rid)
         else:
             raise RequestError(f"unknown request type {kind!r}")
+
+    def _write(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A plain write, or a knob's: "set" journals its original value first (refused
+        without the host lock), "restore" takes it out of the journal once written."""
+        path, value = _get(req, "path", (str,)), _get(req, "value", (str,))
+        knob = req.get("knob")
+        if knob not in KNOB_WRITES:
+            raise RequestError("field 'knob' must be null, 'set' or 'restore'")
+        if knob == "set":
+            refused = self.guard.before_knob_write(path)
+            if refused is not None:
+                return {"path": path, "errno": None, "error": refused}
+        outcome = write_file(path, value)
+        if knob == "restore" and outcome["error"] is None:
+            self.guard.restored(path)
+        return outcome
+
+    def _start_lock(self, req: dict[str, Any], rid: int) -> None:
+        if self.waiting_lock is not None:
+            raise RequestError(f"busy: lock request {self.waiting_lock['id']} is still waiting")
+        holder = {"controller": _get(req, "controller", (str,)),
+                  "controller_pid": _get(req, "controller_pid", (int,)),
+                  "run_id": _get(req, "run_id", (str,)), "agent_pid": os.getpid(),
+                  "since_wall_seconds": time.time()}
+        now = time.monotonic()
+        self.waiting_lock = {"id": rid, "holder": holder, "started": now, "report_at": now,
+                             "deadline": now + _get(req, "wait_seconds", (int, float),
+                                                    minimum=0)}
+        self._poll_lock(now)
+
+    def _poll_lock(self, now: float) -> None:
+        """Try the host lock once: answer when taken or given up; else say who holds it."""
+        waiting = self.waiting_lock
+        assert waiting is not None
+        answer = {"type": "lock_result", "id": waiting["id"], "acquired": False,
+                  "waited_seconds": now - waiting["started"]}
+        try:
+            recovered = self.guard.take(waiting["holder"])
+        except StateError as e:
+            self.waiting_lock = None
+            self.emit(dict(answer, error=str(e)))
+            return
+        if recovered is not None:
+            self.waiting_lock = None
+            self.emit(dict(answer, acquired=True, recovered=recovered))
+            return
+        assert self.guard.lock is not None
+        holder = self.guard.lock.holder()
+        if now >= waiting["deadline"]:
+            self.waiting_lock = None
+            self.emit(dict(answer, holder=holder))
+        elif now >= waiting["report_at"]:
+            waiting["report_at"] = now + self.heartbeat_seconds
+            self.emit(dict(answer, type="lock_wait", holder=holder))
+
+    def _shutdown(self, rid: int) -> None:
+        self.shutdown_id = rid
+        if self.waiting_lock is not None:
+            self.emit({"type": "lock_result", "id": self.waiting_lock["id"], "acquired": False,
+                       "waited_seconds": time.monotonic() - self.waiting_lock["started"],
+                       "error": "the agent was shut down while waiting"})
+            self.waiting_lock = None
+        if self.run is None:
+            self._bye()
+        else:
+            self.run.terminate(time.monotonic(), timed_out=False)
 
     def _start_run(self, req: dict[str, Any]) -> None:
         if self.run is not None:
@@ -351,9 +349,21 @@ class Agent:
     def kill_child(self) -> None:
         """Last resort on the way out: SIGKILL the running group and reap its leader."""
         if self.run is not None and self.run.ended is None:
-            _killpg(self.run.pid, signal.SIGKILL)
+            killpg_quietly(self.run.pid, signal.SIGKILL)
             self.run.proc.wait()
         self.close_sampler()
+
+    def restore_knobs(self) -> None:
+        """On the way out: write back every knob still in the journal (said on stderr)."""
+        try:
+            restored = self.guard.restore_all()
+        except StateError as e:
+            restored = [{"path": "journal", "value": "", "error": str(e)}]
+        for r in restored:
+            done = "restored" if r["error"] is None else f"could not restore ({r['error']})"
+            line = f"{AGENT_NAME}: {done} {r['path']} to {r['value']!r}\n"
+            with contextlib.suppress(OSError):  # nobody reads stderr any more
+                os.write(2, line.encode("utf-8", errors="replace"))
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -368,7 +378,10 @@ def main() -> None:
     try:
         agent.serve()
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # the cleanup below is not cut short
+            signal.signal(signum, signal.SIG_IGN)
         agent.kill_child()
+        agent.restore_knobs()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """AgentSession: the controller's end of one host's agent (one stream, one process, one host).
 
-``start`` opens ONE stream running a constant bootstrap (``AGENT_ARGV``; nothing in it comes
-from user values), sends the agent's source text (fleet/agent/runner.py, then host_files.py and
-sampler.py: ``agent_source``) through the stream's stdin, and checks the agent's hello and
+``start`` opens ONE stream running a constant bootstrap (fleet/agent/shipping.py: nothing in
+it comes from user values), sends the agent's source text (runner.py and its shipped modules)
+through the stream's stdin, and checks the agent's hello and
 protocol version. Every later request is one JSON line
 on the same stream, so a case costs a round trip on an open channel, not a new SSH exec.
 
 Threads may share a session: requests are written under a lock and replies are matched by id.
-Whoever waits reads for everyone (one reader at a time; replies for others are handed over),
-so no background thread exists. Runs are serialised (the agent runs one child at a time);
+Whoever waits reads for everyone (one reader at a time; replies for others are handed over).
+The one background thread per session sends a one-way heartbeat every ``heartbeat_seconds``
+from hello to close (the agent takes ``silence_seconds`` without input as its controller gone,
+and restores its knobs); a caller waiting for a reply declares the link lost after
+``silence_seconds`` without a line from the agent (a running agent sends its own heartbeats),
+whatever the request's own timeout. Runs are serialised (the agent runs one child at a time);
 ``ping``/``read``/``write`` from another thread are answered while a run is in progress.
 A sampled run hands each "sample" message to its ``on_sample`` callback, in order, in the
 thread that reads the stream (one at a time), all before ``run`` returns.
@@ -19,22 +23,28 @@ raises TransportError naming the host, with the tail of the agent's stderr.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from fleet.agent.protocol import (
     PROTOCOL_VERSION,
+    AgentHeartbeat,
     Bye,
     ErrorReply,
     Fatal,
     FileContent,
+    HeartbeatRequest,
     Hello,
+    KnobRecovery,
+    KnobWrite,
+    LockHolder,
+    LockReply,
+    LockRequest,
+    LockWait,
     PingRequest,
     Pong,
     ProtocolError,
@@ -51,42 +61,18 @@ from fleet.agent.protocol import (
     WriteOutcome,
     WriteReply,
     WriteRequest,
+    encode_heartbeat,
     encode_request,
 )
 from fleet.agent.protocol_decode import decode_hello, decode_reply
-from fleet.errors import TransportError
+from fleet.agent.shipping import AGENT_ARGV, agent_source
+from fleet.errors import HostBusyError, TransportError
 from fleet.transport.base import Stream, StreamTransport
 
 R = TypeVar("R", bound=Reply)
 
-# Reads the agent's source (a decimal byte count, a newline, the bytes) from stdin, refuses a
-# python older than 3.8 with one "fatal" line, then runs the agent. Valid Python 2 and 3.
-BOOTSTRAP = """\
-import os, sys
-def take(n):
-    data = b""
-    while len(data) < n:
-        chunk = os.read(0, n - len(data))
-        if not chunk:
-            raise SystemExit("fleet-agent: stdin closed before the agent source arrived")
-        data += chunk
-    return data
-if sys.version_info < (3, 8):
-    os.write(1, ('{"type": "fatal", "message": "python3 on the host is %d.%d.%d; '
-                 'fleet-agent needs 3.8 or newer"}\\n' % tuple(sys.version_info[:3])).encode())
-    raise SystemExit(3)
-header = b""
-while not header.endswith(b"\\n"):
-    header += take(1)
-scope = {"__name__": "fleet_agent"}
-exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
-scope["main"]()
-"""
-AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
-RUNNER_PATH = Path(__file__).with_name("runner.py")
-SHIPPED_MODULES = ("host_files.py", "sampler.py")  # sent after runner.py, in this order
-_FUTURE_LINE = "from __future__ import annotations\n"
 SampleSink = Callable[[Mapping[str, Any]], None]
+LockWaitSink = Callable[[LockWait], None]
 
 DEFAULT_KILL_GRACE_SECONDS = 2.0
 DEFAULT_CAP_BYTES = 1 << 20  # per stream: 512 KiB head + 512 KiB tail
@@ -95,6 +81,8 @@ STUCK_MARGIN_SECONDS = 5.0  # beyond timeout + grace + the agent's drain time, t
 _EXIT_WAIT_SECONDS = 2.0
 _STDERR_TAIL_CHARS = 400
 _PYTHON_MISSING_EXIT = 127
+DEFAULT_HEARTBEAT_SECONDS = 5.0
+DEFAULT_SILENCE_SECONDS = 30.0  # no word for this long while waiting: the link is lost
 
 
 class AgentSession:
@@ -102,7 +90,9 @@ class AgentSession:
 
     def __init__(self, transport: StreamTransport, *, host_name: str,
                  request_timeout_seconds: float = 30.0,
-                 start_timeout_seconds: float = 30.0) -> None:
+                 start_timeout_seconds: float = 30.0,
+                 heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+                 silence_seconds: float = DEFAULT_SILENCE_SECONDS) -> None:
         self.host_name = host_name
         self.hello: Hello | None = None
         self._transport = transport
@@ -114,9 +104,12 @@ class AgentSession:
         self._run_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, Reply] = {}
-        self._sample_sinks: dict[int, SampleSink] = {}
+        self._sinks: dict[int, Callable[[Any], None]] = {}  # request id -> its messages
         self._reading = False
         self._dead: TransportError | None = None
+        self._heartbeat = HeartbeatRequest(heartbeat_seconds, silence_seconds)
+        self._last_heard = time.monotonic()  # when the last line came from the agent
+        self._stopped = threading.Event()  # the heartbeat thread's end
 
     def __repr__(self) -> str:
         return f"AgentSession({self.host_name})"
@@ -142,7 +135,22 @@ class AgentSession:
         if not line:
             raise self._start_failure(stream)
         self.hello = self._check_hello(line)
+        threading.Thread(target=self._beat, args=(stream,), daemon=True,
+                         name=f"fleet-heartbeat-{self.host_name}").start()
         return self.hello
+
+    def _beat(self, stream: Stream) -> None:
+        """Until the session closes or dies: one heartbeat now, then one per interval."""
+        line = encode_heartbeat(self._heartbeat)
+        while not self._stopped.is_set():
+            with self._write_lock:
+                if self._stopped.is_set():
+                    return
+                try:
+                    stream.write(line)
+                except TransportError:
+                    return  # the caller of the next request finds out why
+            self._stopped.wait(self._heartbeat.interval_seconds)
 
     def _check_hello(self, line: str) -> Hello:
         try:
@@ -179,6 +187,7 @@ class AgentSession:
                 pass  # already dead: the stream is closed below either way
         self._dead = self._dead or TransportError("the agent session is closed",
                                                   where=self.host_name, hint="start a new one")
+        self._stopped.set()
         self._stream = None
         stream.close()
 
@@ -226,10 +235,31 @@ class AgentSession:
         request = ReadRequest(tuple(paths), max_bytes)
         return self._call(request, ReadReply, self._request_timeout).files
 
-    def write(self, path: str, value: str) -> WriteOutcome:
-        """Write ``value`` (exactly; add a newline yourself) to an existing file, e.g. a knob."""
-        request = WriteRequest(path, value)
+    def write(self, path: str, value: str, *, knob: KnobWrite | None = None) -> WriteOutcome:
+        """Write ``value`` (exactly; add a newline yourself) to an existing file. A knob's
+        write says so: "set" (the agent journals the original first; needs the host lock) or
+        "restore" (the controller writes the original back; the journal forgets it)."""
+        request = WriteRequest(path, value, knob)
         return self._call(request, WriteReply, self._request_timeout).outcome
+
+    def lock(self, *, controller: str, controller_pid: int, run_id: str, wait_seconds: float,
+             on_wait: LockWaitSink | None = None) -> tuple[KnobRecovery, ...]:
+        """Take the host lock (held until the agent exits), waiting up to ``wait_seconds``;
+        ``on_wait`` hears who holds it meanwhile. Returns the knobs a dead agent left changed,
+        now written back. Raises HostBusyError when another controller kept it."""
+        request = LockRequest(controller, controller_pid, run_id, float(wait_seconds))
+        reply = self._call(request, LockReply, wait_seconds + self._request_timeout,
+                           on_wait or (lambda wait: None))
+        if reply.acquired:
+            return reply.recovered
+        if reply.error is not None:
+            raise TransportError(f"cannot take the host lock: {reply.error}",
+                                 where=self.host_name, hint="check the agent's state directory "
+                                 "on the host (/run/fleet-agent for root)")
+        raise HostBusyError(f"host busy: held by {describe_holder(reply.holder)}; gave up after "
+                            f"{reply.waited_seconds:.0f} s", where=self.host_name,
+                            hint="wait for that run to end or stop it, or wait longer for the "
+                            "host lock")
 
     def ping(self) -> float:
         """Seconds for one round trip on the open channel."""
@@ -240,21 +270,21 @@ class AgentSession:
     # ---- the conversation -------------------------------------------------------------------
 
     def _call(self, request: Request, expected: type[R], timeout_seconds: float,
-              on_sample: SampleSink | None = None) -> R:
+              on_message: Callable[[Any], None] | None = None) -> R:
         stream = self._live_stream()
         request_id = next(self._ids)
-        if on_sample is not None:
-            self._sample_sinks[request_id] = on_sample
+        if on_message is not None:
+            self._sinks[request_id] = on_message
         try:
             with self._write_lock:
                 try:
                     stream.write(encode_request(request_id, request))
                 except TransportError:
                     raise self._ended(stream) from None
-            reply = self._await(request_id, time.monotonic() + timeout_seconds,
-                                timeout_seconds)
+            sent = time.monotonic()
+            reply = self._await(request_id, sent, sent + timeout_seconds, timeout_seconds)
         finally:
-            self._sample_sinks.pop(request_id, None)
+            self._sinks.pop(request_id, None)
         if isinstance(reply, ErrorReply):
             raise TransportError(f"the agent refused a request: {reply.message}",
                                  where=self.host_name, hint="this is a bug in fleet; report it")
@@ -271,18 +301,26 @@ class AgentSession:
                                  hint="call start() or use the session as a context manager")
         return self._stream
 
-    def _await(self, request_id: int, deadline: float, timeout_seconds: float) -> Reply:
+    def _await(self, request_id: int, sent: float, deadline: float,
+               timeout_seconds: float) -> Reply:
         """Wait for our reply; read the stream ourselves while nobody else does."""
+        silence = self._heartbeat.silence_seconds
         while True:
             with self._cond:
                 while True:
                     if request_id in self._replies:
                         return self._replies.pop(request_id)
                     self._live_stream()
-                    remaining = deadline - time.monotonic()
+                    now = time.monotonic()
+                    remaining = deadline - now
                     if remaining <= 0:
                         raise self._die(f"no reply from the agent within {timeout_seconds:g}s",
                                         "the agent or the host is stuck; check it and rerun")
+                    quiet = silence - (now - max(self._last_heard, sent))
+                    if quiet <= 0:
+                        raise self._die(f"no word from the agent for {silence:g} s: link lost",
+                                        "check the host and the network, then rerun")
+                    remaining = min(remaining, quiet)
                     if not self._reading:
                         self._reading = True
                         break
@@ -302,19 +340,22 @@ class AgentSession:
             return  # no line yet; the caller's loop checks its deadline
         if not line:
             raise self._ended(stream)
+        self._last_heard = time.monotonic()
         try:
             reply = decode_reply(line)
         except ProtocolError as e:
             raise self._die(f"broken reply from the agent: {e}", "check the host") from None
+        if isinstance(reply, AgentHeartbeat):
+            return
         if reply.request_id is None:
             raise self._die(f"the agent could not read a request: {reply}",
                             "this is a bug in fleet; report it")
-        if isinstance(reply, SampleReply):
-            sink = self._sample_sinks.get(reply.request_id)
+        if isinstance(reply, SampleReply | LockWait):
+            sink = self._sinks.get(reply.request_id)
             if sink is None:
-                raise self._die(f"a sample for request {reply.request_id}, which asked for none",
-                                "this is a bug in fleet; report it")
-            sink(reply.body)
+                raise self._die(f"a {type(reply).__name__} for request {reply.request_id}, "
+                                "which asked for none", "this is a bug in fleet; report it")
+            sink(reply.body if isinstance(reply, SampleReply) else reply)
             return
         with self._cond:
             self._replies[reply.request_id] = reply
@@ -332,21 +373,19 @@ class AgentSession:
             if self._dead is None:
                 self._dead = TransportError(what, where=self.host_name, hint=hint)
             self._cond.notify_all()
+        self._stopped.set()
         if stream is not None:
             stream.close()
         return TransportError(what, where=self.host_name, hint=hint)
 
-@functools.cache
-def agent_source() -> bytes:
-    """runner.py, then each of SHIPPED_MODULES without its ``__future__`` line (runner.py's
-    covers the whole text; a second one mid-text would be a SyntaxError)."""
-    parts = [RUNNER_PATH.read_text(encoding="utf-8")]
-    for name in SHIPPED_MODULES:
-        text = RUNNER_PATH.with_name(name).read_text(encoding="utf-8")
-        if _FUTURE_LINE not in text:
-            raise ValueError(f"{name} lacks {_FUTURE_LINE.strip()!r}")
-        parts.append(text.replace(_FUTURE_LINE, "", 1))
-    return "\n\n".join(parts).encode("utf-8")
+
+def describe_holder(holder: LockHolder | None) -> str:
+    """One phrase for a lock holder: who, which run, since when (UTC)."""
+    if holder is None:
+        return "another agent (its lock file says nothing readable)"
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.since_wall_seconds))
+    return (f"{holder.controller} (controller pid {holder.controller_pid}, run "
+            f"{holder.run_id}, agent pid {holder.agent_pid}) since {since}")
 
 
 def _exit_code(stream: Stream) -> int | None:

@@ -131,7 +131,7 @@ def test_other_protocol_version_is_refused(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, f"echo '{HELLO % 99}'; cat >/dev/null")
     with pytest.raises(TransportError, match=r"^me: the agent speaks protocol 99, this fleet "
-                                             r"speaks 3 \(use the same fleet version"):
+                                             r"speaks 4 \(use the same fleet version"):
         AgentSession(local(), host_name="me").start()
 
 

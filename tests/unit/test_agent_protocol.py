@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.agent import host_files, protocol, runner, session
+from fleet.agent import host_files, protocol, runner, shipping
 from fleet.agent.protocol import (
     Bye,
     ErrorReply,
@@ -41,21 +41,21 @@ RUN_RESULT = {
 
 
 def test_versions_and_names_agree_on_both_sides() -> None:
-    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 3
+    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 4
     assert runner.AGENT_NAME == protocol.AGENT_NAME
 
 
 def test_host_side_source_parses_as_python_3_8() -> None:
-    source = session.RUNNER_PATH.read_text()
+    source = shipping.agent_source().decode("utf-8")  # runner.py and its shipped modules
     ast.parse(source, feature_version=(3, 8))
     assert source.isascii()
-    ast.parse(session.BOOTSTRAP, feature_version=(3, 8))
+    ast.parse(shipping.BOOTSTRAP, feature_version=(3, 8))
 
 
 def test_agent_argv_is_a_constant_without_user_values() -> None:
-    assert session.AGENT_ARGV[:4] == ("python3", "-I", "-u", "-c")
-    assert session.AGENT_ARGV[4] == session.BOOTSTRAP
-    assert shlex.split(shlex.join(session.AGENT_ARGV)) == list(session.AGENT_ARGV)
+    assert shipping.AGENT_ARGV[:4] == ("python3", "-I", "-u", "-c")
+    assert shipping.AGENT_ARGV[4] == shipping.BOOTSTRAP
+    assert shlex.split(shlex.join(shipping.AGENT_ARGV)) == list(shipping.AGENT_ARGV)
 
 
 def test_encode_run_request_is_one_ascii_json_line() -> None:

@@ -1,0 +1,51 @@
+"""What the controller ships to a host to start its agent: a constant bootstrap and the
+agent's source text (fleet/agent/runner.py, then each of SHIPPED_MODULES). Pure: reads only the
+package's own files.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+# Reads the agent's source (a decimal byte count, a newline, the bytes) from stdin, refuses a
+# python older than 3.8 with one "fatal" line, then runs the agent. Valid Python 2 and 3.
+BOOTSTRAP = """\
+import os, sys
+def take(n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            raise SystemExit("fleet-agent: stdin closed before the agent source arrived")
+        data += chunk
+    return data
+if sys.version_info < (3, 8):
+    os.write(1, ('{"type": "fatal", "message": "python3 on the host is %d.%d.%d; '
+                 'fleet-agent needs 3.8 or newer"}\\n' % tuple(sys.version_info[:3])).encode())
+    raise SystemExit(3)
+header = b""
+while not header.endswith(b"\\n"):
+    header += take(1)
+scope = {"__name__": "fleet_agent"}
+exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
+scope["main"]()
+"""
+AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
+RUNNER_PATH = Path(__file__).with_name("runner.py")
+SHIPPED_MODULES = ("host_files.py", "sampler.py", "child.py", "host_state.py")  # after runner.py,
+# in this order; one scope: top-level names must be unique across them
+_FUTURE_LINE = "from __future__ import annotations\n"
+
+
+@functools.cache
+def agent_source() -> bytes:
+    """runner.py, then each of SHIPPED_MODULES without its ``__future__`` line (runner.py's
+    covers the whole text; a second one mid-text would be a SyntaxError)."""
+    parts = [RUNNER_PATH.read_text(encoding="utf-8")]
+    for name in SHIPPED_MODULES:
+        text = RUNNER_PATH.with_name(name).read_text(encoding="utf-8")
+        if _FUTURE_LINE not in text:
+            raise ValueError(f"{name} lacks {_FUTURE_LINE.strip()!r}")
+        parts.append(text.replace(_FUTURE_LINE, "", 1))
+    return "\n\n".join(parts).encode("utf-8")
