@@ -57,6 +57,18 @@ class HostQuarantined:
 
 
 @dataclass(frozen=True)
+class HostNotice:
+    """Something the user should see about a host (a warning line; not in the JSON stream):
+    ``lock_wait``: its lock is held by another controller, we wait (repeated every ~5 s);
+    ``knobs_recovered``: knobs a dead agent left changed were written back before any case."""
+
+    run_id: str
+    host: str
+    kind: str  # "lock_wait" | "knobs_recovered"
+    message: str
+
+
+@dataclass(frozen=True)
 class HostTally:
     host: str
     attempts: Mapping[str, int]  # status -> count
@@ -94,7 +106,8 @@ class RunFinished:
     interrupted: bool
 
 
-RunEvent = RunStarted | AttemptStarted | AttemptFinished | HostQuarantined | RunFinished
+RunEvent = (RunStarted | AttemptStarted | AttemptFinished | HostQuarantined | HostNotice
+            | RunFinished)
 
 
 def final_status(completed: int, total: int, *, interrupted: bool) -> RunStatus:

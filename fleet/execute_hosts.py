@@ -13,8 +13,15 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
-from fleet.agent.session import AgentSession, SampleSink
+from fleet.agent.protocol import (
+    FileContent,
+    KnobRecovery,
+    KnobWrite,
+    RunOutcome,
+    SampleSpec,
+    WriteOutcome,
+)
+from fleet.agent.session import AgentSession, LockWaitSink, SampleSink
 from fleet.errors import TransportError
 from fleet.execute_worker import SessionOpener
 from fleet.model import Host
@@ -135,8 +142,13 @@ class AgentHost:
     def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]:
         return self.session.read(paths)
 
-    def write(self, path: str, value: str) -> WriteOutcome:
-        return self.session.write(path, value)
+    def write(self, path: str, value: str, *, knob: KnobWrite | None = None) -> WriteOutcome:
+        return self.session.write(path, value, knob=knob)
+
+    def lock(self, *, controller: str, controller_pid: int, run_id: str, wait_seconds: float,
+             on_wait: LockWaitSink | None = None) -> tuple[KnobRecovery, ...]:
+        return self.session.lock(controller=controller, controller_pid=controller_pid,
+                                 run_id=run_id, wait_seconds=wait_seconds, on_wait=on_wait)
 
     def close(self) -> None:
         try:

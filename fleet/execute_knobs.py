@@ -4,6 +4,9 @@
 on any failure it restores what it wrote and says why (the case must not run).
 ``restore_knobs`` writes the previous values back and checks them. TransportError passes
 through: the caller keeps the states and restores them on its next session.
+Knob writes say so (``knob="set"`` / ``"restore"``): the agent journals each original value on
+the host before the first write and writes it back itself if this controller goes away
+(fleet/agent/protocol.py, version 4); a set needs the host lock (``HostSession.lock``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
+from fleet.agent.protocol import (
+    FileContent,
+    KnobRecovery,
+    KnobWrite,
+    LockWait,
+    RunOutcome,
+    SampleSpec,
+    WriteOutcome,
+)
 from fleet.execute_policy import current_value, knob_text
 from fleet.knobs import KNOBS
 from fleet.model import Assignment
@@ -31,7 +42,10 @@ class HostSession(Protocol):
 
     def read(self, paths: Sequence[str]) -> tuple[FileContent, ...]: ...
 
-    def write(self, path: str, value: str) -> WriteOutcome: ...
+    def write(self, path: str, value: str, *, knob: KnobWrite | None = None) -> WriteOutcome: ...
+
+    def lock(self, *, controller: str, controller_pid: int, run_id: str, wait_seconds: float,
+             on_wait: Callable[[LockWait], None] | None = None) -> tuple[KnobRecovery, ...]: ...
 
     def close(self) -> None: ...
 
@@ -62,7 +76,7 @@ def apply_knobs(session: HostSession, knobs: Assignment) -> KnobResult:
     for state in states:
         if not changed(state):
             continue
-        outcome = session.write(state.path, state.requested)
+        outcome = session.write(state.path, state.requested, knob="set")
         if outcome.error is not None:
             restored = restore_knobs(session, written)
             return KnobResult(_merge(states, restored), f"knob {state.name}: cannot write "
@@ -88,7 +102,7 @@ def restore_knobs(session: HostSession, states: Sequence[KnobState]) -> tuple[Kn
     todo = [s for s in states if changed(s)]
     for state in todo:
         assert state.before is not None
-        session.write(state.path, state.before)
+        session.write(state.path, state.before, knob="restore")
     files = session.read([s.path for s in todo]) if todo else ()
     back = {s.path: _value(f) == s.before for s, f in zip(todo, files, strict=True)}
     return tuple(replace(s, restored=back.get(s.path, True)) for s in states)

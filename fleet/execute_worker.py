@@ -6,20 +6,33 @@ the workload's measurements and its series go with the attempt into the store.
 A TransportError ends the session; the job is retried after a backoff on a new one, and N
 failures in a row quarantine the host (its jobs are handed over or failed with the reason).
 Knobs whose restore could not be confirmed are restored first thing on the next session.
+Each new session first takes the host lock (one controller's cases per host at a time: the
+agent waits up to ``host_lock_wait_seconds``, naming the holder, then the host is quarantined);
+taking it writes back knobs a dead agent left changed, which the user is told about.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import pwd
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from fleet.agent.protocol import RunOutcome
-from fleet.errors import TransportError
+from fleet.agent.protocol import KnobRecovery, LockWait, RunOutcome
+from fleet.agent.session import describe_holder
+from fleet.errors import HostBusyError, TransportError
 from fleet.execute_board import JobBoard
-from fleet.execute_events import AttemptFinished, AttemptStarted, HostQuarantined, RunEvent
+from fleet.execute_events import (
+    AttemptFinished,
+    AttemptStarted,
+    HostNotice,
+    HostQuarantined,
+    RunEvent,
+)
 from fleet.execute_knobs import HostSession, apply_knobs, restore_knobs
 from fleet.execute_policy import RetryPolicy, Verdict, judge, variant_mismatch
 from fleet.model import Case, Facts, Measurement
@@ -31,6 +44,7 @@ from fleet.workloads.base import Workload
 
 SessionOpener = Callable[[], HostSession]
 DEFAULT_OUTPUT_CAP_BYTES = 256 * 1024  # per stream and attempt, kept in the store
+DEFAULT_HOST_LOCK_WAIT_SECONDS = 600.0  # then the host is busy: quarantined
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class WorkerContext:
     facts: Facts | None  # this host's, from the run's facts gathering
     policy: RetryPolicy
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+    host_lock_wait_seconds: float = DEFAULT_HOST_LOCK_WAIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ class HostWorker:
         self._stop = stop
         self._lock = threading.Lock()
         self._session: HostSession | None = None
-        self._running = False
+        self._running = False  # a case (or the host lock's wait) that cancel() must end
         self._dirty: tuple[KnobState, ...] = ()
         self._failures = 0
         self._quarantined = False
@@ -109,6 +124,11 @@ class HostWorker:
             while not self._stop.is_set():
                 try:
                     step = self._attempt(self._ensure_session(), job)
+                except HostBusyError as exc:  # another controller has it: no use retrying
+                    self._drop_session()
+                    if not self._stop.is_set():
+                        self._quarantine(exc.line())
+                    return
                 except TransportError as exc:  # connecting: no attempt was made
                     step = _Step(None, exc)
                 if step.finished is not None:
@@ -230,10 +250,32 @@ class HostWorker:
             session = self._opener()
             with self._lock:
                 self._session = session
+                self._running = True  # cancel() closes it while the lock is awaited
+            try:
+                self._take_host_lock(session)
+            finally:
+                with self._lock:
+                    self._running = False
         if self._dirty:
             result = restore_knobs(self._session, self._dirty)
             self._dirty = tuple(s for s in result if not s.restored)
         return self._session
+
+    def _take_host_lock(self, session: HostSession) -> None:
+        """Wait for the host lock (saying who holds it); tell what a dead agent left behind."""
+        def waiting(wait: LockWait) -> None:
+            self._notice("lock_wait", f"waiting {wait.waited_seconds:.0f} s of "
+                         f"{self._ctx.host_lock_wait_seconds:g} s for the host lock, held by "
+                         f"{describe_holder(wait.holder)}")
+
+        recovered = session.lock(controller=_controller(), controller_pid=os.getpid(),
+                                 run_id=self._ctx.run_id,
+                                 wait_seconds=self._ctx.host_lock_wait_seconds, on_wait=waiting)
+        if recovered:
+            self._notice("knobs_recovered", _recovered_text(recovered))
+
+    def _notice(self, kind: str, message: str) -> None:
+        self._emit(HostNotice(self._ctx.run_id, self.host, kind, message))
 
     def _drop_session(self) -> None:
         with self._lock:
@@ -265,6 +307,18 @@ class HostWorker:
             knobs=knobs, error=error, measurements=measurements,
             notes=None if sampled is None else sampled.notes,
             samples=() if sampled is None else sampled.points)
+
+
+@functools.cache
+def _controller() -> str:
+    """user@host of this controller, for the host lock's holder record."""
+    return f"{pwd.getpwuid(os.geteuid()).pw_name}@{os.uname().nodename}"
+
+
+def _recovered_text(recovered: tuple[KnobRecovery, ...]) -> str:
+    parts = [f"{r.path} = {r.value!r}" + ("" if r.error is None else f" FAILED: {r.error}")
+             for r in recovered]
+    return "knobs a dead agent left changed were written back: " + "; ".join(parts)
 
 
 def _sampled(case: Case, collected: Collected | None) -> _Sampled:

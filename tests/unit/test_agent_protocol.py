@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.agent import host_files, protocol, runner, shipping
+from fleet.agent import child, host_files, protocol, runner, shipping
 from fleet.agent.protocol import (
     Bye,
     ErrorReply,
@@ -107,10 +107,10 @@ def test_compact_run_result_round_trips_from_the_agent() -> None:
     req = {"id": 9, "stdout_cap_bytes": 10, "stderr_cap_bytes": 10}
     quiet = {"stdout": host_files.Capture(10), "stderr": host_files.Capture(10)}
     quiet["stderr"].feed(b"0123456789abc")
-    message = runner.run_result(req, (1.0, 100.0), (1.25, 100.25), quiet, spawn_error=None,
-                                timed_out=False, cancelled=False, exit_code=0, signal=None,
-                                child_max_rss_bytes=4096, child_user_cpu_seconds=0.0,
-                                child_system_cpu_seconds=0.5)
+    message = child.run_result(req, (1.0, 100.0), (1.25, 100.25), quiet, spawn_error=None,
+                               timed_out=False, cancelled=False, exit_code=0, signal=None,
+                               child_max_rss_bytes=4096, child_user_cpu_seconds=0.0,
+                               child_system_cpu_seconds=0.5)
     assert set(message) == {
         "type", "id", "started_monotonic_seconds", "started_wall_seconds",
         "ended_monotonic_seconds", "ended_wall_seconds", "exit_code", "child_max_rss_bytes",

@@ -20,7 +20,7 @@ import pytest
 
 from fleet.agent import AgentSession
 from fleet.agent.protocol import SampleSpec
-from fleet.agent.session import agent_source
+from fleet.agent.shipping import agent_source
 from fleet.errors import TransportError
 from fleet.model import Host
 from fleet.sampling import SampleCollector

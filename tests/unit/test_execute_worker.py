@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from fleet.agent.protocol import FileContent, RunOutcome, SampleSpec, WriteOutcome
+from fleet.agent.protocol import (
+    FileContent,
+    KnobRecovery,
+    KnobWrite,
+    LockWait,
+    RunOutcome,
+    SampleSpec,
+    WriteOutcome,
+)
 from fleet.errors import TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_board import JobBoard
@@ -54,6 +62,9 @@ class Host:
         self.hold: threading.Event | None = None  # runs wait for this when set
         self.ran = threading.Event()
         self.lock = threading.Lock()
+        self.locks: list[tuple[str, str, float]] = []  # (controller, run id, wait) per lock
+        self.lock_script: list[Callable[[], tuple[KnobRecovery, ...]]] = []  # next locks do
+        self.knob_writes: list[tuple[str, KnobWrite | None]] = []
 
     def open(self) -> Session:
         with self.lock:
@@ -97,8 +108,15 @@ class Session:
         self._alive()
         return tuple(FileContent(p, self.host.files[p], False, None, None) for p in paths)
 
-    def write(self, path: str, value: str) -> WriteOutcome:
+    def lock(self, *, controller: str, controller_pid: int, run_id: str, wait_seconds: float,
+             on_wait: Callable[[LockWait], None] | None = None) -> tuple[KnobRecovery, ...]:
         self._alive()
+        self.host.locks.append((controller, run_id, wait_seconds))
+        return self.host.lock_script.pop(0)() if self.host.lock_script else ()
+
+    def write(self, path: str, value: str, *, knob: KnobWrite | None = None) -> WriteOutcome:
+        self._alive()
+        self.host.knob_writes.append((path, knob))
         if path == THP:
             self.host.files[path] = " ".join(f"[{c}]" if c == value else c
                                              for c in ("always", "madvise", "never")) + "\n"
