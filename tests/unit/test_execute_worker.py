@@ -23,10 +23,10 @@ from fleet.agent.protocol import (
     SampleSpec,
     WriteOutcome,
 )
-from fleet.errors import TransportError
+from fleet.errors import HostBusyError, TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_board import JobBoard
-from fleet.execute_events import HostQuarantined, RunEvent
+from fleet.execute_events import HostNotice, HostQuarantined, RunEvent
 from fleet.execute_knobs import apply_knobs, restore_knobs
 from fleet.execute_policy import RetryPolicy
 from fleet.execute_worker import CaseRuntime
@@ -298,3 +298,43 @@ def test_ctrl_c_cancels_the_running_case_restores_knobs_and_stops() -> None:
     assert attempts[0].error == "interrupted: the run was cancelled (Ctrl-C)"
     assert [k.restored for k in attempts[0].knobs] == [True, True]
     assert host.files[SWAPPINESS] == "60\n" and host.sessions == 2  # restored on a fresh one
+
+
+# ---- the host lock (issue 12) ---------------------------------------------------------------
+
+
+def test_each_new_session_takes_the_host_lock_before_its_first_case() -> None:
+    host = Host("h1", run_failures=1)
+    execution, openers = setup({"h1": host}, {"h1": any_jobs(2)})
+    opts = replace(FAST, policy=RetryPolicy(base_delay_seconds=0.001))
+    attempts, _ = run(execution, openers, opts)
+    assert [a.status for a in attempts] == ["error", "completed", "completed"]
+    assert [(run_id, wait) for _, run_id, wait in host.locks] == [("r1", 600.0), ("r1", 600.0)]
+    assert {knob for _, knob in host.knob_writes} == {"set", "restore"}
+
+
+def test_a_busy_host_is_quarantined_at_once_and_its_jobs_move() -> None:
+    busy, free = Host("h1"), Host("h2")
+
+    def held() -> tuple[KnobRecovery, ...]:
+        raise HostBusyError("host busy: held by x@y (controller pid 1, run r0, agent pid 2) "
+                            "since 2024-01-01 00:00:00 UTC; gave up after 600 s", where="h1")
+
+    busy.lock_script = [held]
+    execution, openers = setup({"h1": busy, "h2": free}, {"h1": any_jobs(2), "h2": []})
+    attempts, events = run(execution, openers)
+    assert busy.runs == [] and len(busy.locks) == 1  # no retry: waiting again would not help
+    assert [a.host for a in attempts] == ["h2", "h2"]
+    (quarantined,) = [e for e in events if isinstance(e, HostQuarantined)]
+    assert quarantined.reason.startswith("h1: host busy: held by x@y")
+
+
+def test_knobs_a_dead_agent_left_are_reported_once_the_lock_is_taken() -> None:
+    host = Host("h1")
+    host.lock_script = [lambda: (KnobRecovery(SWAPPINESS, "60", None),)]
+    execution, openers = setup({"h1": host}, {"h1": any_jobs(1)})
+    _, events = run(execution, openers)
+    (notice,) = [e for e in events if isinstance(e, HostNotice)]
+    assert (notice.host, notice.kind) == ("h1", "knobs_recovered")
+    assert notice.message == ("knobs a dead agent left changed were written back: "
+                              "/proc/sys/vm/swappiness = '60'")
