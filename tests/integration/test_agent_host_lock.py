@@ -1,0 +1,99 @@
+"""The host lock and the knob journal on real lab hosts (sshd in network namespaces).
+
+Lab hosts share this machine's /run and kernel: their agents keep lock and journal in the real
+/run/fleet-agent, keyed by network namespace, so each lab host is its own host. A knob written
+on a lab host is THIS machine's value: every test puts it back in a finally.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from fleet.agent import AgentSession
+from fleet.errors import HostBusyError
+from fleet.inventory import load_inventory
+from fleet.lab import LabState
+from fleet.model import Host
+from fleet.transport.ssh import SshTransport
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+KNOB = Path("/proc/sys/vm/compaction_proactiveness")
+
+
+def lab_host(lab: LabState, index: int) -> Host:
+    (only,) = load_inventory([lab.inventory_path], limit=lab.hosts[index].name).hosts
+    return only
+
+
+@pytest.fixture
+def sessions() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+def agent_on(stack: ExitStack, host: Host) -> AgentSession:
+    transport = stack.enter_context(SshTransport(host))
+    return stack.enter_context(AgentSession(transport, host_name=host.name))
+
+
+def lock(session: AgentSession, wait_seconds: float) -> None:
+    session.lock(controller="itest@here", controller_pid=1, run_id=f"r-{session.host_name}",
+                 wait_seconds=wait_seconds)
+
+
+def test_two_lab_hosts_lock_at_once_but_one_host_only_once(lab: LabState,
+                                                           sessions: ExitStack) -> None:
+    first = agent_on(sessions, lab_host(lab, 0))
+    other_host = agent_on(sessions, lab_host(lab, 1))
+    lock(first, 0)
+    lock(other_host, 0)  # another network namespace: another host, not blocked
+    same_host = agent_on(sessions, lab_host(lab, 0))
+    with pytest.raises(HostBusyError, match=rf"^{first.host_name}: host busy: held by itest@here "
+                                            rf"\(controller pid 1, run r-{first.host_name}"):
+        lock(same_host, 0.5)
+
+
+def test_a_sigkilled_fleet_run_leaves_the_knob_at_its_original(lab: LabState,
+                                                               tmp_path: Path) -> None:
+    original = KNOB.read_text().strip()
+    wanted = "19" if original != "19" else "21"
+    marker = f"m-{uuid.uuid4().hex}"
+    suite = tmp_path / "suite.yml"
+    suite.write_text(f"""\
+schema_version: 1
+name: itest
+workloads:
+  - name: hold
+    type: command
+    knobs: {{compaction_proactiveness: {wanted}}}
+    timeout_seconds: 60
+    argv: [sh, -c, 'sleep 60', {marker}]
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "fleet", "run", str(suite), "-i",
+                             str(lab.inventory_path), "--limit", lab.hosts[0].name, "--store",
+                             str(tmp_path / "fleet.sqlite")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while KNOB.read_text().strip() != wanted:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.kill()  # mid-case: nothing on the controller side restores anything
+        _, stderr = proc.communicate()
+        deadline = time.monotonic() + 15
+        while KNOB.read_text().strip() != original and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert KNOB.read_text().strip() == original, f"the knob stayed changed: {stderr}"
+    finally:
+        proc.kill()
+        proc.wait()
+        KNOB.write_text(original)
