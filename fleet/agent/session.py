@@ -1,10 +1,9 @@
 """AgentSession: the controller's end of one host's agent (one stream, one process, one host).
 
 ``start`` opens ONE stream running a constant bootstrap (fleet/agent/shipping.py: nothing in
-it comes from user values), sends the agent's source text (runner.py and its shipped modules)
-through the stream's stdin, and checks the agent's hello and
-protocol version. Every later request is one JSON line
-on the same stream, so a case costs a round trip on an open channel, not a new SSH exec.
+it comes from user values), sends the agent's source text through the stream's stdin, and checks
+the agent's hello and protocol version. Every later request is one JSON line on the same
+stream, so a case costs a round trip on an open channel, not a new SSH exec.
 
 Threads may share a session: requests are written under a lock and replies are matched by id.
 Whoever waits reads for everyone (one reader at a time; replies for others are handed over).

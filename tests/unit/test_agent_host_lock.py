@@ -119,6 +119,17 @@ def test_an_agent_whose_controller_closes_its_pipe_restores_the_knob(
     assert eventually(lambda: not alive(agent.hello.pid))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_an_agent_told_to_stop_by_a_signal_restores_the_knob(agent: AgentSession, knob: Path,
+                                                             signum: int) -> None:
+    lock(agent)
+    assert agent.write(str(knob), "19", knob="set").ok
+    assert agent.hello is not None
+    os.kill(agent.hello.pid, signum)
+    assert eventually(lambda: knob.read_text() == "20")
+    assert eventually(lambda: not alive(agent.hello.pid))
+
+
 CONTROLLER = """
 import sys, time
 from fleet.agent import AgentSession
