@@ -22,6 +22,8 @@ from fleet.errors import HostBusyError
 from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
+from fleet.store import Store
+from fleet.store_runs import load_run
 from fleet.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration
@@ -97,3 +99,34 @@ workloads:
         proc.kill()
         proc.wait()
         KNOB.write_text(original)
+
+
+def intervals(store: Path) -> list[tuple[float, float]]:
+    with Store.open(store) as s:
+        (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
+        detail = load_run(s, str(run_id))
+    return [(a.attempt.started_at_unix_seconds, a.attempt.ended_at_unix_seconds)
+            for a in detail.attempts if a.attempt.status == "completed"]
+
+
+def test_two_controllers_on_one_host_never_overlap(lab: LabState, tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yml"
+    suite.write_text("""\
+schema_version: 1
+name: itest
+workloads:
+  - name: nap
+    type: sleep
+    repetitions: 4
+    params: {seconds: 0.3}
+""")
+    procs = [subprocess.Popen([sys.executable, "-m", "fleet", "run", str(suite), "-i",
+                               str(lab.inventory_path), "--limit", lab.hosts[2].name, "--store",
+                               str(tmp_path / f"{n}.sqlite")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO) for n in (1, 2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    first, second = (intervals(tmp_path / f"{n}.sqlite") for n in (1, 2))
+    assert len(first) == len(second) == 4
+    assert max(e for _, e in first) <= min(s for s, _ in second) or \
+        max(e for _, e in second) <= min(s for s, _ in first), (first, second)
