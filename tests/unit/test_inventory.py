@@ -148,6 +148,53 @@ def test_limit_whose_intersection_is_empty() -> None:
         load_inventory([YAML_LAB], limit="epyc:&xeon")
 
 
+@pytest.mark.parametrize(("limit", "expected"), [
+    ("epyc[0:1]", ["epyc1", "epyc2"]),
+    ("epyc[1]", ["epyc2"]),
+    ("epyc[-1]", ["epyc2"]),
+    ("numa[1:]", ["epyc2", "xeon1"]),
+    ("epyc*:!epyc2", ["epyc1"]),
+    ("epyc1,xeon1", ["epyc1", "xeon1"]),
+    (" epyc1 , xeon1 ", ["epyc1", "xeon1"]),
+    ("numa,&epyc,!epyc1", ["epyc2"]),
+    ("~(epyc|xeon)1", ["epyc1", "xeon1"]),
+    ("~epyc.*:!epyc2", ["epyc1"]),
+    ("ep[xy]c*", ["epyc1", "epyc2"]),
+    ("all", ["localhost", "epyc1", "epyc2", "xeon1"]),
+])
+def test_valid_patterns_select_what_ansible_selects(limit: str, expected: list[str]) -> None:
+    assert names(load_inventory([YAML_LAB], limit=limit)) == expected
+
+
+@pytest.mark.parametrize(("limit", "says"), [
+    ("", "is empty"),
+    (" ", "is empty"),
+    (",", "empty part between commas"),
+    ("epyc1,,xeon1", "empty part between commas"),
+    ("epyc1,", "empty part between commas"),
+    ("[", "unbalanced brackets"),
+    ("epyc[", "unbalanced brackets"),
+    ("epyc]", "unbalanced brackets"),
+    ("epyc1,epyc[0", "unbalanced brackets in 'epyc[0'"),
+    ("~[", "invalid regular expression '~['"),
+    ("epyc1,~(", "invalid regular expression '~('"),
+    ("~web(?:1|2)", "regex that Ansible would split at ':'"),
+    ("epyc[x:y]", "malformed range 'epyc[x:y]'"),
+    ("epyc[:1]", "malformed range"),
+    ("epyc[0:1:2]", "malformed range"),
+    ("epyc[]", "empty brackets"),
+    ("epyc[12]", "no host at index 12 of 'epyc' (2 hosts)"),
+    ("!", "'!' with nothing after it"),
+    ("numa:&", "'&' with nothing after it"),
+    ("~", "'~' with nothing after it"),
+])
+def test_limits_ansible_would_read_as_everything_are_refused(limit: str, says: str) -> None:
+    message = one_line_error([YAML_LAB], limit)
+    assert message.startswith(f"--limit {limit!r} ")
+    assert says in message
+    assert "(" in message and message.endswith(")")  # what to write instead
+
+
 # ---- bad input: one line, says where ------------------------------------------------------------
 
 
