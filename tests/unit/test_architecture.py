@@ -12,7 +12,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 # each third-party I/O library is imported by exactly one adapter module (or package)
 ADAPTERS = {
-    "paramiko": "transport/ssh.py",
+    "paramiko": "transport/ssh/",
     "ansible": "inventory/",
     "ansible_runner": "provision.py",
     "prometheus_client": "export/prometheus.py",
