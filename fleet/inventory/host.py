@@ -23,6 +23,7 @@ from fleet.inventory.ssh_args import (
     parse_yes_no,
 )
 from fleet.model import ConnectionKind, Host, Secret
+from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 
 _CONNECTIONS: Mapping[str, ConnectionKind] = {
     "local": "local", "ansible.builtin.local": "local",
@@ -58,7 +59,7 @@ def to_host(name: str, variables: Mapping[str, Any], loader: Any) -> Host:
         connection=connection,
         port=_port(where, var("ansible_port", "ansible_ssh_port"), args),
         user=_optional_str(var("ansible_user", "ansible_ssh_user") or args.get("user")),
-        key_files=_key_files(var, args, base),
+        key_files=_key_files(where, var, args, base) if connection == "ssh" else (),
         known_hosts_files=_known_hosts(where, args.get("userknownhostsfile"), base),
         password=Secret(str(password)) if password is not None else None,
         groups=tuple(str(g) for g in variables.get("group_names", ())),
@@ -126,13 +127,24 @@ def _timeout(where: str, value: Any, args: SshArgs) -> float:
     return seconds
 
 
-def _key_files(var: Var, args: SshArgs, base: Path) -> tuple[str, ...]:
+def _key_files(where: str, var: Var, args: SshArgs, base: Path) -> tuple[str, ...]:
+    """The key files; one that exists but is not a private key is refused here, before any
+    command records anything (a missing one is the host's connection error)."""
     key = var("ansible_ssh_private_key_file", "ansible_private_key_file")
     files = [_path(str(key), base)] if key else []
     for extra in args.identity_files:
         path = _path(extra, base)
         if path not in files:
             files.append(path)
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            continue  # missing or unreadable: the connection says so, naming the host
+        problem = not_a_private_key(path, head)
+        if problem is not None:
+            raise InventoryError(problem, where=where, hint=KEY_FILE_HINT)
     return tuple(files)
 
 

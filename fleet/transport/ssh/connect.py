@@ -20,6 +20,7 @@ import paramiko
 
 from fleet.errors import TransportError
 from fleet.model import Host, JumpHost
+from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 from fleet.transport.ssh.known_hosts import (
     HostKeyPolicy,
     KnownHosts,
@@ -29,9 +30,6 @@ from fleet.transport.ssh.known_hosts import (
 )
 
 DEFAULT_KEEPALIVE_SECONDS = 10.0
-_KEY_MARKERS = (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"-----BEGIN RSA PRIVATE KEY-----",
-                b"-----BEGIN EC PRIVATE KEY-----", b"-----BEGIN DSA PRIVATE KEY-----",
-                b"-----BEGIN PRIVATE KEY-----", b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
 
 @dataclass
@@ -67,12 +65,9 @@ def check_key_files(host: Host) -> list[str]:
             raise TransportError(f"cannot read SSH key file {path}: {e.strerror}",
                                  where=host.name,
                                  hint="fix ansible_ssh_private_key_file in the inventory") from e
-        if not any(marker in head for marker in _KEY_MARKERS):
-            raise TransportError(
-                f"SSH key file {path} is not a private key"
-                f"{' (it is a public key)' if head.startswith((b'ssh-', b'ecdsa-')) else ''}",
-                where=host.name, hint="point ansible_ssh_private_key_file at the private key "
-                                      "(the file without .pub), e.g. ~/.ssh/id_ed25519")
+        problem = not_a_private_key(path, head)
+        if problem is not None:
+            raise TransportError(problem, where=host.name, hint=KEY_FILE_HINT)
         paths.append(path)
     return paths
 
