@@ -368,8 +368,8 @@ def test_other_ssh_arguments_are_refused_in_one_line(tmp_path: Path, common: str
 
 def test_a_public_key_as_private_key_file_is_refused_at_load(tmp_path: Path) -> None:
     pub = tmp_path / "id_ed25519.pub"
-    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-                   " me@host\n")
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0d"
+                   "h2l9GKJl me@host\n")
     with pytest.raises(InventoryError, match=r"is not a private key \(it is a public key\)"):
         ssh_host(tmp_path, "", ansible_ssh_private_key_file=str(pub))
     binary = tmp_path / "blob"
