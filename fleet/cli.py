@@ -100,18 +100,19 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_hosts(args: argparse.Namespace) -> int:
     inventory = _load_hosts(args)
     rows = [{"name": h.name, "address": h.address, "port": h.port, "user": h.user,
-             "connection": h.connection, "groups": list(h.groups)} for h in inventory.hosts]
+             "connection": h.connection, "via": h.via(), "groups": list(h.groups)}
+            for h in inventory.hosts]
     if args.json:
         _print_json({"hosts": rows})
         return EXIT_OK
     from rich.table import Table
 
     table = Table(title="Inventory", title_justify="left")
-    for col in ("name", "address", "port", "user", "connection", "groups"):
+    for col in ("name", "address", "port", "user", "connection", "via", "groups"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or "-",
-                      r["connection"], ",".join(r["groups"]))
+                      r["connection"], r["via"] or "-", ",".join(r["groups"]))
     stdout_console().print(table)
     return EXIT_OK
 

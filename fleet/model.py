@@ -36,6 +36,19 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class JumpHost:
+    """One ProxyJump hop: ``[user@]address[:port]``."""
+
+    address: str
+    port: int = 22
+    user: str | None = None
+
+    def describe(self) -> str:
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Host:
     """One inventory host, as fleet needs it to connect. No secret is ever printed."""
 
@@ -51,12 +64,30 @@ class Host:
     connect_timeout_seconds: float = 10.0
     # StrictHostKeyChecking=accept-new/no in the inventory: add unknown keys (changed ones: never)
     accept_new_host_keys: bool = False
+    # ProxyJump hops, in order (the first is connected to directly)
+    proxy_jump: tuple[JumpHost, ...] = ()
+    # ProxyCommand with OpenSSH's %h %p %r %% tokens unexpanded; run by sh on the controller
+    proxy_command: str | None = field(default=None, repr=False)
+    # ServerAliveInterval: SSH keepalive every N seconds (None: the transport's default; 0: off)
+    keepalive_interval_seconds: float | None = None
+    # IdentitiesOnly=yes: offer only key_files, not ssh-agent's keys
+    identities_only: bool = False
+
+    def via(self) -> str | None:
+        """How the connection is relayed, without secrets: 'jump a:22,b:22' or 'proxy sh'."""
+        if self.proxy_jump:
+            return "jump " + ",".join(j.describe() for j in self.proxy_jump)
+        if self.proxy_command:
+            words = self.proxy_command.split()
+            return f"proxy command {words[0] if words else ''}".rstrip()
+        return None
 
     def describe(self) -> str:
         if self.connection == "local":
             return f"{self.name} (local)"
         who = f"{self.user}@" if self.user else ""
-        return f"{self.name} ({who}{self.address}:{self.port})"
+        via = self.via()
+        return f"{self.name} ({who}{self.address}:{self.port}{f' via {via}' if via else ''})"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+PRIVATE_KEY_MARKERS = (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"-----BEGIN RSA PRIVATE KEY-----",
+                       b"-----BEGIN EC PRIVATE KEY-----", b"-----BEGIN DSA PRIVATE KEY-----",
+                       b"-----BEGIN PRIVATE KEY-----", b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+
+
+def not_a_private_key(path: str, head: bytes) -> str | None:
+    """Pure: why the first bytes of a key file are not an SSH private key, or None if they are."""
+    if any(marker in head for marker in PRIVATE_KEY_MARKERS):
+        return None
+    public = head.startswith((b"ssh-", b"ecdsa-", b"sk-"))
+    return f"SSH key file {path} is not a private key{' (it is a public key)' if public else ''}"
+
+
+KEY_FILE_HINT = ("point ansible_ssh_private_key_file (or IdentityFile) at the private key, the "
+                 "file without .pub, e.g. ~/.ssh/id_ed25519")
+
 
 @dataclass(frozen=True)
 class Result:

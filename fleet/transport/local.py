@@ -1,4 +1,8 @@
-"""Local transport (``ansible_connection: local``): argv runs as a subprocess, never via a shell."""
+"""Local transport (``ansible_connection: local``): argv runs as a subprocess, never via a shell.
+
+Commands get the environment an SSH login would give (``session_environment``), not the
+controller's: its tokens and keys (FLEET_*, AWS_*, ...) must not reach workloads or the store.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from fleet.errors import TransportError
@@ -20,14 +24,33 @@ from fleet.transport.base import Result
 _NOT_FOUND_EXIT = 127
 _NOT_EXECUTABLE_EXIT = 126
 _CHUNK_BYTES = 65536
+SESSION_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KEPT = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LANGUAGE", "TZ")
+
+
+def session_environment(controller: Mapping[str, str]) -> dict[str, str]:
+    """Pure: what an SSH login on this machine would have: HOME, USER/LOGNAME, SHELL, PATH
+    (the same user's login PATH: the controller's, else a default) and the locale, taken from
+    the controller's environment. Nothing else passes (tokens, keys, TERM)."""
+    env = {key: controller[key] for key in _KEPT if controller.get(key)}
+    env.update({key: value for key, value in controller.items() if key.startswith("LC_")})
+    env.setdefault("PATH", SESSION_PATH)
+    user = env.get("USER") or env.get("LOGNAME")
+    if user:
+        env.setdefault("USER", user)
+        env.setdefault("LOGNAME", user)
+    return env
 
 
 class LocalTransport:
     """Runs commands on this machine with the same Result and timeout semantics as SSH."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, *, environment: Mapping[str, str] | None = None) -> None:
+        """``environment``: the controller's (default os.environ), of which only what an SSH
+        login would have is passed on."""
         self.host = host
         self.host_name = host.name
+        self._env = session_environment(os.environ if environment is None else environment)
 
     def __repr__(self) -> str:
         return f"LocalTransport({self.host.describe()})"
@@ -42,7 +65,8 @@ class LocalTransport:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                env=self._env)
         except FileNotFoundError:
             return self._failed(argv, _NOT_FOUND_EXIT, f"{argv[0]}: command not found", started)
         except PermissionError:
@@ -87,7 +111,7 @@ class LocalTransport:
                                  hint="pass at least the program name")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+                                    stderr=subprocess.PIPE, start_new_session=True, env=self._env)
         except FileNotFoundError:
             return LocalStream(self.host_name, argv, None,
                                (_NOT_FOUND_EXIT, f"{argv[0]}: command not found\n"))

@@ -174,3 +174,41 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert proc.returncode == 0
     assert "example" in proc.stdout
     assert "--json" in proc.stdout
+
+
+@pytest.mark.parametrize("limit", ["[", "", " ", ",", "~[", "lab[", "lab[x:y]", "lab1,,lab2"])
+def test_a_limit_ansible_would_read_as_every_host_is_refused(lab: Any, limit: str) -> None:
+    proc = fleet("hosts", "-i", str(lab.inventory_path), "--limit", limit, "--json")
+    assert proc.returncode == 2, proc.stdout
+    assert f"--limit {limit!r} " in one_line_error(proc)
+    assert proc.stdout == ""
+
+
+def test_hosts_shows_the_jump_and_good_limits_select(lab: Any, tmp_path: Path) -> None:
+    text = Path(lab.inventory_path).read_text().replace(
+        "-o IdentitiesOnly=yes", "-o IdentitiesOnly=yes -J ops@bastion:2222 -o ControlMaster=auto")
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(text)
+    proc = fleet("hosts", "-i", str(inv), "--limit", "lab[0:1]", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["hosts"]
+    assert [r["name"] for r in rows] == [h.name for h in lab.hosts[:2]]
+    assert {r["via"] for r in rows} == {"jump ops@bastion:2222"}
+    table = fleet("hosts", "-i", str(inv), "--limit", "lab*:!lab1")
+    assert table.returncode == 0, table.stderr
+    assert "jump ops@bastion:2222" in table.stdout and "lab1 " not in table.stdout
+
+
+def test_a_non_key_file_as_private_key_is_exit_2_and_writes_nothing(lab: Any,
+                                                                     tmp_path: Path) -> None:
+    not_a_key = tmp_path / "id_ed25519.pub"
+    not_a_key.write_text(Path(f"{lab.client_key_path}.pub").read_text())
+    text = Path(lab.inventory_path).read_text().replace(str(lab.client_key_path), str(not_a_key))
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(text)
+    store = tmp_path / "s.sqlite"
+    proc = fleet("facts", "-i", str(inv), "--store", str(store))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = one_line_error(proc)
+    assert "is not a private key (it is a public key)" in line and lab.hosts[0].name in line
+    assert not store.exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -15,9 +17,9 @@ import pytest
 from fleet.errors import HostKeyError, TransportError
 from fleet.inventory import load_inventory
 from fleet.lab import LabState
-from fleet.model import Host, Secret
+from fleet.model import Host, JumpHost, Secret
 from fleet.transport import Transport, connect
-from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh import DEFAULT_KEEPALIVE_SECONDS, SshTransport
 
 pytestmark = pytest.mark.integration
 
@@ -277,3 +279,131 @@ def test_stream_readline_timeout_names_host(ssh: SshTransport, host: Host) -> No
     with ssh.open_stream(["sleep", "30"]) as stream, pytest.raises(TransportError) as err:
         stream.readline(timeout_seconds=0.3)
     assert str(err.value).startswith(f"{host.name}: no output line within 0.3s from sleep 30")
+
+
+# ---- relays: ProxyJump through one lab host to another, ProxyCommand; keepalive; @revoked ----
+
+RELAY = ("import os,socket,sys,threading;"
+         "s=socket.create_connection((sys.argv[1],int(sys.argv[2])));"
+         "o=sys.stdout.buffer;"
+         "threading.Thread(target=lambda:[(o.write(b),o.flush()) for b in "
+         "iter(lambda:s.recv(65536),b'')],daemon=True).start();"
+         "[s.sendall(b) for b in iter(lambda:os.read(0,65536),b'')]")
+
+
+@pytest.fixture
+def routed(lab: LabState) -> Iterator[tuple[Host, Host]]:
+    """lab1 and lab2 as the inventory has them, with a route between their namespaces through
+    the root namespace (forwarding on their two veths only); removed afterwards."""
+    one, two = lab.hosts[0], lab.hosts[1]
+    assert one.namespace and two.namespace
+    (dev1, root1), (dev2, root2) = root_end(one.address), root_end(two.address)
+    steps = [(["ip", "-n", one.namespace, "route", "add", f"{two.address}/32", "via", root1],
+              ["ip", "-n", one.namespace, "route", "del", f"{two.address}/32"]),
+             (["ip", "-n", two.namespace, "route", "add", f"{one.address}/32", "via", root2],
+              ["ip", "-n", two.namespace, "route", "del", f"{one.address}/32"])]
+    steps += [(["sysctl", "-qw", f"net.ipv4.conf.{dev}.forwarding=1"],
+               ["sysctl", "-qw", f"net.ipv4.conf.{dev}.forwarding=0"]) for dev in (dev1, dev2)]
+    done = []
+    try:
+        for up, down in steps:
+            subprocess.run(up, check=True, capture_output=True)
+            done.append(down)
+        hosts = load_inventory([lab.inventory_path], limit=f"{one.name},{two.name}").hosts
+        yield hosts[0], hosts[1]
+    finally:
+        for down in reversed(done):
+            subprocess.run(down, check=False, capture_output=True)
+
+
+def root_end(address: str) -> tuple[str, str]:
+    """(veth, address) of the root namespace's end of the link to a lab host."""
+    out = subprocess.run(["ip", "-j", "-4", "route", "get", address], capture_output=True,
+                         text=True, check=True).stdout
+    (route,) = json.loads(out)
+    return str(route["dev"]), str(route["prefsrc"])
+
+
+def client_address(ssh: SshTransport) -> str:
+    """The address the target's sshd sees the connection coming from."""
+    return ssh.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[0]
+
+
+def test_proxy_jump_goes_through_the_jump_host(routed: tuple[Host, Host], lab: LabState) -> None:
+    jump, target = routed
+    with SshTransport(target) as direct:
+        assert client_address(direct) == root_end(target.address)[1]
+    via = dataclasses.replace(target, proxy_jump=(JumpHost(jump.address, jump.port, "root"),))
+    with SshTransport(via) as ssh:
+        assert client_address(ssh) == jump.address  # lab2 saw lab1 connect, not us
+        assert ssh.read_file("/proc/sys/kernel/ostype") == "Linux\n"
+        assert ssh.connect_count == 1
+    assert established(jump) == 0 and established(target) == 0  # both hops closed
+
+
+def test_two_jumps_and_a_jump_that_cannot_reach_the_target(routed: tuple[Host, Host],
+                                                           lab: LabState) -> None:
+    jump, target = routed
+    hop = JumpHost(jump.address, jump.port, "root")
+    twice = dataclasses.replace(target, proxy_jump=(hop, JumpHost(target.address, target.port)))
+    with SshTransport(twice) as ssh:  # lab1 -> lab2 -> lab2's own address
+        assert client_address(ssh) == target.address
+    third = lab.hosts[2]  # no route from lab1 to lab3
+    stuck = dataclasses.replace(target, name="lab3", address=third.address, port=third.port,
+                                proxy_jump=(hop,), connect_timeout_seconds=3.0)
+    with pytest.raises(TransportError) as err:
+        SshTransport(stuck).run(["true"])
+    assert str(err.value).startswith(
+        f"lab3: jump host root@{jump.address}:{jump.port} could not connect to "
+        f"{third.address}:{third.port}")
+    assert established(jump) == 0
+
+
+def test_proxy_command_relays_with_tokens_expanded(host: Host, tmp_path: Path) -> None:
+    import sys
+
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(RELAY)} %h %p"
+    proxied = dataclasses.replace(host, proxy_command=command)
+    with SshTransport(proxied) as ssh:
+        assert ssh.run(["echo", "relayed"]).stdout == "relayed\n"
+        assert client_address(ssh) == root_end(host.address)[1]
+    broken = dataclasses.replace(host, proxy_command="exit 3", connect_timeout_seconds=3.0)
+    with pytest.raises(TransportError) as err:
+        SshTransport(broken).run(["true"])
+    assert str(err.value).startswith(f"{host.name}: ")
+    assert "\n" not in str(err.value)
+
+
+def test_keepalive_is_on(host: Host, ssh: SshTransport) -> None:
+    ssh.run(["true"])
+    conn = ssh._conn  # the transport's only connection
+    assert conn is not None
+    live = conn.client.get_transport()
+    assert live is not None
+    assert live.packetizer._Packetizer__keepalive_interval == DEFAULT_KEEPALIVE_SECONDS  # type: ignore[attr-defined]
+    with SshTransport(dataclasses.replace(host, keepalive_interval_seconds=3.0)) as other:
+        other.run(["true"])
+        assert other._conn is not None
+        other_live = other._conn.client.get_transport()
+        assert other_live is not None
+        assert other_live.packetizer._Packetizer__keepalive_interval == 3  # type: ignore[attr-defined]
+
+
+def test_a_revoked_host_key_is_refused(host: Host, lab: LabState, tmp_path: Path) -> None:
+    key_type, key_b64 = next(ln.split()[1:3] for ln in
+                             lab.known_hosts_path.read_text().splitlines()
+                             if ln.startswith(entry(host) + " "))
+    known = tmp_path / "ssh_known_hosts"
+    shutil.copy(lab.known_hosts_path, known)
+    with known.open("a") as f:
+        f.write(f"@cert-authority *.example.com {key_type} {key_b64}\n")
+    with SshTransport(dataclasses.replace(host, known_hosts_files=(str(known),))) as ssh:
+        assert ssh.run(["true"]).ok  # such lines no longer break every host
+    with known.open("a") as f:
+        f.write(f"@revoked * {key_type} {key_b64}\n")
+    with pytest.raises(HostKeyError) as err, SshTransport(
+            dataclasses.replace(host, known_hosts_files=(str(known),)),
+            accept_new_host_keys=True) as ssh:
+        ssh.run(["true"])
+    assert str(err.value).startswith(f"{host.name}: host key for {host.address}:{host.port} (")
+    assert "is marked @revoked in" in str(err.value)

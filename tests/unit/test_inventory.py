@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleet.errors import InventoryError
 from fleet.inventory import Inventory, load_inventory
-from fleet.model import Secret
+from fleet.model import Host, JumpHost, Secret
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "inventories"
 YAML_LAB = DATA / "yaml_lab" / "hosts.yml"
@@ -148,6 +149,53 @@ def test_limit_whose_intersection_is_empty() -> None:
         load_inventory([YAML_LAB], limit="epyc:&xeon")
 
 
+@pytest.mark.parametrize(("limit", "expected"), [
+    ("epyc[0:1]", ["epyc1", "epyc2"]),
+    ("epyc[1]", ["epyc2"]),
+    ("epyc[-1]", ["epyc2"]),
+    ("numa[1:]", ["epyc2", "xeon1"]),
+    ("epyc*:!epyc2", ["epyc1"]),
+    ("epyc1,xeon1", ["epyc1", "xeon1"]),
+    (" epyc1 , xeon1 ", ["epyc1", "xeon1"]),
+    ("numa,&epyc,!epyc1", ["epyc2"]),
+    ("~(epyc|xeon)1", ["epyc1", "xeon1"]),
+    ("~epyc.*:!epyc2", ["epyc1"]),
+    ("ep[xy]c*", ["epyc1", "epyc2"]),
+    ("all", ["localhost", "epyc1", "epyc2", "xeon1"]),
+])
+def test_valid_patterns_select_what_ansible_selects(limit: str, expected: list[str]) -> None:
+    assert names(load_inventory([YAML_LAB], limit=limit)) == expected
+
+
+@pytest.mark.parametrize(("limit", "says"), [
+    ("", "is empty"),
+    (" ", "is empty"),
+    (",", "empty part between commas"),
+    ("epyc1,,xeon1", "empty part between commas"),
+    ("epyc1,", "empty part between commas"),
+    ("[", "unbalanced brackets"),
+    ("epyc[", "unbalanced brackets"),
+    ("epyc]", "unbalanced brackets"),
+    ("epyc1,epyc[0", "unbalanced brackets in 'epyc[0'"),
+    ("~[", "invalid regular expression '~['"),
+    ("epyc1,~(", "invalid regular expression '~('"),
+    ("~web(?:1|2)", "regex that Ansible would split at ':'"),
+    ("epyc[x:y]", "malformed range 'epyc[x:y]'"),
+    ("epyc[:1]", "malformed range"),
+    ("epyc[0:1:2]", "malformed range"),
+    ("epyc[]", "empty brackets"),
+    ("epyc[12]", "no host at index 12 of 'epyc' (2 hosts)"),
+    ("!", "'!' with nothing after it"),
+    ("numa:&", "'&' with nothing after it"),
+    ("~", "'~' with nothing after it"),
+])
+def test_limits_ansible_would_read_as_everything_are_refused(limit: str, says: str) -> None:
+    message = one_line_error([YAML_LAB], limit)
+    assert message.startswith(f"--limit {limit!r} ")
+    assert says in message
+    assert "(" in message and message.endswith(")")  # what to write instead
+
+
 # ---- bad input: one line, says where ------------------------------------------------------------
 
 
@@ -244,3 +292,87 @@ def test_loading_a_small_inventory_is_fast() -> None:
     for _ in range(5):
         load_inventory([YAML_LAB, INI_LAB], limit="numa")
     assert (time.perf_counter() - started) / 5 < 0.25
+
+
+# ---- ansible_ssh_common_args / ansible_ssh_extra_args: used, no-op, or refused ---------------
+
+
+def ssh_host(tmp_path: Path, common: str, extra: str = "", **more: object) -> Host:
+    inv = tmp_path / "hosts.yml"
+    host = {"ansible_host": "10.0.0.5", "ansible_ssh_common_args": common, **more}
+    if extra:
+        host["ansible_ssh_extra_args"] = extra
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {"web1": host}}}))
+    (only,) = load_inventory([inv]).hosts
+    return only
+
+
+def test_proxy_jump_forms(tmp_path: Path) -> None:
+    assert ssh_host(tmp_path, "-o ProxyJump=ops@bastion:2222").proxy_jump == (
+        JumpHost("bastion", 2222, "ops"),)
+    assert ssh_host(tmp_path, "-J bastion,ssh://me@[fd00::1]:23").proxy_jump == (
+        JumpHost("bastion", 22, None), JumpHost("fd00::1", 23, "me"))
+    assert ssh_host(tmp_path, "-oProxyJump=a -J b").proxy_jump == (JumpHost("a"),)  # first wins
+    assert ssh_host(tmp_path, "-o 'ProxyJump none'").proxy_jump == ()
+    host = ssh_host(tmp_path, "-J ops@bastion")
+    assert host.via() == "jump ops@bastion:22"
+    assert host.describe() == "web1 (10.0.0.5:22 via jump ops@bastion:22)"
+
+
+def test_proxy_command_port_user_identity_timeout_keepalive(tmp_path: Path) -> None:
+    host = ssh_host(tmp_path, "-o ProxyCommand='nc -X 5 -x proxy:1080 %h %p' -p 2200 -l ops "
+                              "-i /keys/a -o IdentityFile=/keys/b -o ConnectTimeout=7 "
+                              "-o ServerAliveInterval=15 -o IdentitiesOnly=yes")
+    assert host.proxy_command == "nc -X 5 -x proxy:1080 %h %p"
+    assert host.via() == "proxy command nc"  # the program, not its arguments
+    assert (host.port, host.user, host.key_files) == (2200, "ops", ("/keys/a", "/keys/b"))
+    assert (host.connect_timeout_seconds, host.keepalive_interval_seconds) == (7.0, 15.0)
+    assert host.identities_only is True
+
+
+def test_ansible_variables_beat_the_same_ssh_options_like_ansible(tmp_path: Path) -> None:
+    host = ssh_host(tmp_path, "-p 2200 -o User=ops -o ConnectTimeout=7", ansible_port=22,
+                    ansible_user="root", ansible_timeout=30)
+    assert (host.port, host.user, host.connect_timeout_seconds) == (22, "root", 30.0)
+
+
+def test_no_op_options_are_accepted(tmp_path: Path) -> None:
+    host = ssh_host(tmp_path, "-C -o ControlMaster=auto -o ControlPersist=60s "
+                              "-o ControlPath=/tmp/%C -o LogLevel=ERROR -o ForwardAgent=no",
+                    extra="-o Compression=yes -o BatchMode=yes")
+    assert (host.proxy_jump, host.proxy_command, host.port) == ((), None, 22)
+
+
+@pytest.mark.parametrize(("common", "says"), [
+    ("-o LocalForward=8080:localhost:80", "SSH option localforward=8080:localhost:80 is not "
+                                          "supported"),
+    ("-o ForwardAgent=yes", "forwardagent=yes is not supported"),
+    ("-F /etc/ssh/other_config", "unsupported SSH argument '-F'"),
+    ("-o", "has no value"),
+    ("-o ProxyJump=", "has no value"),
+    ("-o ProxyJump=a@", "is not a host"),
+    ("-J bastion:99999", "ProxyJump port '99999' is not a TCP port"),
+    ("-J bastion -o ProxyCommand='nc %h %p'", "both ProxyJump and ProxyCommand"),
+    ("-o ServerAliveInterval=often", "ServerAliveInterval=often is not a number"),
+    ("-o 'unbalanced", "cannot split SSH arguments"),
+    ("web1.example.com", "unsupported SSH argument 'web1.example.com'"),
+])
+def test_other_ssh_arguments_are_refused_in_one_line(tmp_path: Path, common: str,
+                                                     says: str) -> None:
+    with pytest.raises(InventoryError) as err:
+        ssh_host(tmp_path, common)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("web1 (")
+    assert says in message
+
+
+def test_a_public_key_as_private_key_file_is_refused_at_load(tmp_path: Path) -> None:
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0d"
+                   "h2l9GKJl me@host\n")
+    with pytest.raises(InventoryError, match=r"is not a private key \(it is a public key\)"):
+        ssh_host(tmp_path, "", ansible_ssh_private_key_file=str(pub))
+    binary = tmp_path / "blob"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(InventoryError, match=r"^web1 .*SSH key file .*blob is not a private key"):
+        ssh_host(tmp_path, f"-i {binary}")

@@ -11,7 +11,7 @@ import pytest
 from fleet.errors import TransportError
 from fleet.model import Host
 from fleet.transport import Result, Transport, connect
-from fleet.transport.local import LocalTransport
+from fleet.transport.local import SESSION_PATH, LocalTransport, session_environment
 
 HOSTILE = [
     "two words", "'single'", '"double"', "$(touch {canary})", "`touch {canary}`",
@@ -115,3 +115,33 @@ def test_read_missing_file_raises_naming_host(local: LocalTransport, tmp_path: P
 def test_context_manager(tmp_path: Path) -> None:
     with connect(Host(name="me", address="localhost", connection="local")) as transport:
         assert transport.run(["pwd"]).stdout.strip() == os.getcwd()
+
+
+# ---- environment: what an SSH login would give, not the controller's ------------------------
+
+
+def test_session_environment_keeps_only_a_logins_variables() -> None:
+    controller = {"HOME": "/home/u", "USER": "u", "SHELL": "/bin/bash", "PATH": "/opt/x:/usr/bin",
+                  "LANG": "C.UTF-8", "LC_TIME": "en_GB.UTF-8", "TERM": "xterm-256color",
+                  "FLEET_GRAFANA_TOKEN": "glsa_x", "AWS_SECRET_ACCESS_KEY": "k",
+                  "SSH_AUTH_SOCK": "/tmp/agent", "PYTHONPATH": "/src"}
+    assert session_environment(controller) == {
+        "HOME": "/home/u", "USER": "u", "LOGNAME": "u", "SHELL": "/bin/bash",
+        "PATH": "/opt/x:/usr/bin", "LANG": "C.UTF-8", "LC_TIME": "en_GB.UTF-8"}
+    assert session_environment({})["PATH"] == SESSION_PATH
+
+
+def test_a_controller_secret_never_reaches_a_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real agent on a local session, as a workload runs; and through run()."""
+    from fleet.agent import AgentSession
+
+    monkeypatch.setenv("FLEET_GRAFANA_TOKEN", "glsa_do-not-leak")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-do-not-leak")
+    transport = LocalTransport(Host(name="me", address="localhost", connection="local"))
+    with AgentSession(transport, host_name="me") as session:
+        outcome = session.run(["env"], timeout_seconds=10)
+    direct = transport.run(["env"])
+    for text in (outcome.stdout, direct.stdout):
+        assert "do-not-leak" not in text
+        assert f"HOME={os.environ['HOME']}\n" in text
+        assert "\nPATH=" in text or text.startswith("PATH=")

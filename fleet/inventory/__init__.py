@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import io
 import os
-import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,11 @@ from typing import Any
 import yaml
 
 from fleet.errors import InventoryError
-from fleet.model import ConnectionKind, Host, Secret
+from fleet.inventory.host import to_host
+from fleet.inventory.limit import apply_limit
+from fleet.model import Host
 
 YAML_SUFFIXES = (".yml", ".yaml")
-_CONNECTIONS: Mapping[str, ConnectionKind] = {
-    "local": "local", "ansible.builtin.local": "local",
-    "ssh": "ssh", "ansible.builtin.ssh": "ssh", "smart": "ssh",
-    "paramiko": "ssh", "paramiko_ssh": "ssh", "ansible.builtin.paramiko_ssh": "ssh",
-}
-_STRICT = {"yes": False, "true": False, "ask": False,
-           "accept-new": True, "no": True, "false": True, "off": True}
-_MAX_NAMES_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -82,11 +75,11 @@ def _load(paths: tuple[Path, ...], limit: str | None) -> Inventory:
     if not everyone:
         raise InventoryError("the inventory has no hosts", where=", ".join(map(str, paths)),
                              hint="add hosts, or check that you passed the right file")
-    if limit:
-        _apply_limit(manager, limit, everyone)
+    if limit is not None:
+        apply_limit(manager, limit, everyone)
     selected = manager.get_hosts("all")
     variables = VariableManager(loader=loader, inventory=manager)
-    hosts = tuple(_to_host(h.name, variables.get_vars(host=h, include_hostvars=False), loader)
+    hosts = tuple(to_host(h.name, variables.get_vars(host=h, include_hostvars=False), loader)
                   for h in selected)
     return Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
 
@@ -170,170 +163,6 @@ def _unparsed_error(loader: Any, source: str) -> InventoryError:
             reason = _first_line(str(e)).removeprefix("Failed to parse inventory: ")
     return InventoryError(f"invalid {name.upper()} inventory: {reason}", where=source,
                           hint="fix the file; see Ansible's inventory format")
-
-
-# ---- --limit ------------------------------------------------------------------------------
-
-
-def _apply_limit(manager: Any, limit: str, everyone: list[str]) -> None:
-    """Ansible's --limit, but a pattern (or a part of one) that matches nothing is an error."""
-    from ansible.inventory.manager import split_host_pattern
-
-    for term in split_host_pattern(limit):
-        bare = term.lstrip("!&")
-        if bare and not bare.startswith("@") and not manager.get_hosts(bare):
-            raise _no_match(limit, everyone, part=bare)
-    manager.subset(limit)
-    if not manager.get_hosts("all"):
-        raise _no_match(limit, everyone)
-
-
-def _no_match(limit: str, everyone: list[str], *, part: str | None = None) -> InventoryError:
-    shown = ", ".join(everyone[:_MAX_NAMES_SHOWN])
-    if len(everyone) > _MAX_NAMES_SHOWN:
-        shown += f", ... ({len(everyone)} in all)"
-    what = (f"no host matches '{part}' in --limit '{limit}'" if part and part != limit
-            else f"no host matches --limit '{limit}'")
-    return InventoryError(f"{what} (hosts: {shown})",
-                          hint="use host or group names, globs, 'a:b', '!x', '&y'")
-
-
-# ---- variables -> Host --------------------------------------------------------------------
-
-
-def _to_host(name: str, variables: Mapping[str, Any], loader: Any) -> Host:
-    from ansible.template import Templar
-
-    templar = Templar(loader=loader, variables=variables)
-    where = f"{name} ({variables.get('inventory_file') or 'inventory'})"
-
-    def var(*keys: str) -> Any:
-        for key in keys:
-            if variables.get(key) is not None:
-                return templar.template(variables[key])
-        return None
-
-    base = Path(str(variables.get("inventory_dir") or "."))
-    options = _ssh_options(where, [var("ansible_ssh_common_args"), var("ansible_ssh_extra_args")])
-    password = var("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
-    key = var("ansible_ssh_private_key_file", "ansible_private_key_file")
-    return Host(
-        name=name,
-        address=str(var("ansible_host", "ansible_ssh_host") or name),
-        connection=_connection(where, var("ansible_connection")),
-        port=_port(where, var("ansible_port", "ansible_ssh_port")),
-        user=_optional_str(var("ansible_user", "ansible_ssh_user")),
-        key_files=(_path(str(key), base),) if key else (),
-        known_hosts_files=_known_hosts(where, options.get("userknownhostsfile"), base),
-        password=Secret(str(password)) if password is not None else None,
-        groups=tuple(str(g) for g in variables.get("group_names", ())),
-        connect_timeout_seconds=_timeout(where, var("ansible_ssh_timeout", "ansible_timeout")),
-        accept_new_host_keys=_accept_new(where, options.get("stricthostkeychecking"),
-                                         var("ansible_host_key_checking")),
-    )
-
-
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _connection(where: str, value: Any) -> ConnectionKind:
-    if value is None:
-        return "ssh"
-    kind = _CONNECTIONS.get(str(value))
-    if kind is None:
-        raise InventoryError(f"unsupported connection ansible_connection={value}", where=where,
-                             hint="fleet supports local and ssh (also paramiko, smart)")
-    return kind
-
-
-def _port(where: str, value: Any) -> int:
-    if value is None:
-        return 22
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 0 < int(text) < 65536:
-        raise InventoryError(f"ansible_port {text!r} is not a TCP port", where=where,
-                             hint="use an integer from 1 to 65535")
-    return int(text)
-
-
-def _timeout(where: str, value: Any) -> float:
-    if value is None:
-        return Host.connect_timeout_seconds
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise InventoryError(f"ansible_timeout {str(value)!r} is not a positive number",
-                             where=where, hint="use seconds, e.g. 10")
-    return seconds
-
-
-def _path(text: str, base: Path) -> str:
-    path = Path(text).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
-def _ssh_options(where: str, args: Sequence[Any]) -> dict[str, str]:
-    """``-o Key=Value`` / ``-oKey=Value`` / ``-o Key Value`` -> {key.lower(): value}; first wins."""
-    options: dict[str, str] = {}
-    for text in args:
-        if not text:
-            continue
-        try:
-            tokens = shlex.split(str(text))
-        except ValueError as e:
-            raise InventoryError(f"cannot split SSH arguments: {e}", where=where,
-                                 hint="check the quotes in ansible_ssh_common_args") from None
-        for key, value in _option_pairs(tokens):
-            options.setdefault(key.lower(), value)
-    return options
-
-
-def _option_pairs(tokens: list[str]) -> Iterator[tuple[str, str]]:
-    i = 0
-    while i < len(tokens):
-        word, i = tokens[i], i + 1
-        if word == "-o" and i < len(tokens):
-            option, i = tokens[i], i + 1
-        elif word.startswith("-o") and len(word) > 2:
-            option = word[2:]
-        else:
-            continue
-        if "=" in option:
-            key, value = option.split("=", 1)
-        elif len(option.split(None, 1)) == 2:
-            key, value = option.split(None, 1)
-        elif i < len(tokens) and not tokens[i].startswith("-"):
-            key, value, i = option, tokens[i], i + 1
-        else:
-            continue
-        yield key.strip(), value.strip()
-
-
-def _known_hosts(where: str, value: str | None, base: Path) -> tuple[str, ...]:
-    """Like ssh: several files separated by spaces (quote a path with spaces), or none."""
-    if value is None:
-        return ()
-    if value.lower() == "none":
-        return (os.devnull,)
-    try:
-        return tuple(_path(p, base) for p in shlex.split(value))
-    except ValueError as e:
-        raise InventoryError(f"cannot split UserKnownHostsFile={value}: {e}", where=where,
-                             hint="check the quotes in ansible_ssh_common_args") from None
-
-
-def _accept_new(where: str, strict: str | None, checking: Any) -> bool:
-    if strict is not None:
-        if strict.lower() not in _STRICT:
-            raise InventoryError(f"unknown StrictHostKeyChecking={strict}", where=where,
-                                 hint="use yes, accept-new or no")
-        return _STRICT[strict.lower()]
-    if checking is None:
-        return False
-    return str(checking).strip().lower() in ("false", "no", "off", "0")
 
 
 def _groups(hosts: tuple[Host, ...]) -> dict[str, tuple[str, ...]]:
