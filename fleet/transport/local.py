@@ -25,13 +25,17 @@ _NOT_FOUND_EXIT = 127
 _NOT_EXECUTABLE_EXIT = 126
 _CHUNK_BYTES = 65536
 SESSION_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_KEPT = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LANGUAGE", "TZ")
+# XDG_RUNTIME_DIR: an SSH login has it (pam_systemd); FLEET_AGENT_STATE_DIR: where the agent
+# keeps its host lock and knob journal (fleet.agent.host_state), fleet's own, never a secret
+_KEPT = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LANGUAGE", "TZ", "XDG_RUNTIME_DIR",
+         "FLEET_AGENT_STATE_DIR")
 
 
 def session_environment(controller: Mapping[str, str]) -> dict[str, str]:
     """Pure: what an SSH login on this machine would have: HOME, USER/LOGNAME, SHELL, PATH
-    (the same user's login PATH: the controller's, else a default) and the locale, taken from
-    the controller's environment. Nothing else passes (tokens, keys, TERM)."""
+    (the same user's login PATH: the controller's, else a default), the locale and
+    XDG_RUNTIME_DIR, taken from the controller's environment, plus fleet's own
+    FLEET_AGENT_STATE_DIR. Nothing else passes (tokens, keys, TERM)."""
     env = {key: controller[key] for key in _KEPT if controller.get(key)}
     env.update({key: value for key, value in controller.items() if key.startswith("LC_")})
     env.setdefault("PATH", SESSION_PATH)
