@@ -25,6 +25,7 @@ from fleet.export.store_reader import open_read_only, read_static
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
 _REDACTED = "***"
+_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*(%[\w.-]+)?")
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,14 @@ def parse_gateway(text: str, *, password: str | None = None) -> Gateway:
             raise ValueError("port 0")
     except ValueError as exc:
         raise refuse(f"not a URL ({exc})") from None
+    if any(c.isspace() or not c.isprintable() for c in text.strip()):
+        raise refuse("not a URL (it has spaces or control characters)")
     if parts.scheme not in ("http", "https"):
         raise refuse("not an http:// or https:// URL")
     if not parts.hostname:
         raise refuse("the URL names no host")
+    if _HOST.fullmatch(parts.hostname) is None:
+        raise refuse(f"{parts.hostname!r} is not a host name or address")
     if parts.query or parts.fragment:
         raise refuse("the URL has a query or fragment (fleet adds /metrics/job/...)")
     hostport = parts.netloc.rpartition("@")[2]

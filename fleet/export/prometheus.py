@@ -21,6 +21,7 @@ behind the store. The first rendering is made before the server listens.
 from __future__ import annotations
 
 import gc
+import http.client
 import socket
 import sqlite3
 import threading
@@ -352,7 +353,7 @@ def push_attempt(url: str, run_id: str, suite: str, attempt: Attempt, workload: 
         raise FleetError(f"pushgateway refused the results: HTTP {exc.code} {exc.reason}",
                          where=url, hint="check the gateway's log; the results are in the "
                                          "store - `fleet export serve` exports them") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise FleetError(f"cannot push to the pushgateway: {reason}", where=url,
                          hint="check --pushgateway URL and that the gateway runs; the results "

@@ -56,7 +56,7 @@ def test_the_seed_range_is_what_the_store_keeps() -> None:
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("not a url", "'not a url': not an http:// or https:// URL"),
+    ("not a url", "'not a url': not a URL (it has spaces or control characters)"),
     ("127.0.0.1:9091", "not an http:// or https:// URL"),
     ("ftp://gw:9091", "not an http:// or https:// URL"),
     ("http://", "the URL names no host"),
@@ -64,6 +64,8 @@ def test_the_seed_range_is_what_the_store_keeps() -> None:
     ("http://gw:9091/?x=1", "the URL has a query or fragment"),
     ("", "not an http:// or https:// URL"),
     ("http://fleet:s3cret@:9091", "'http://***@:9091': the URL names no host"),
+    ("http://u:s3cret@not a url", "not a URL (it has spaces or control characters)"),
+    ("http://gw_/", "'gw_' is not a host name or address"),
     ("fleet:s3cret@gw:9091", "'***@gw:9091': not an http"),
 ])
 def test_a_bad_pushgateway_is_refused_before_the_run(url: str, message: str, tmp_path: Path,

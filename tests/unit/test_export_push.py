@@ -45,6 +45,8 @@ def test_a_push_to_nowhere_is_one_fleet_error_line(tmp_path: Path) -> None:
     line = caught.value.line()
     assert line.startswith("http://127.0.0.1:9: cannot push to the pushgateway:")
     assert "\n" not in line
+    with pytest.raises(FleetError, match="cannot push to the pushgateway: URL can't contain"):
+        push_attempt("http://bad host", RUN, "quickstart", attempt, "dd_zero_copy")
 
 
 def test_a_gateway_url_with_userinfo_is_shown_without_the_password() -> None:
@@ -58,6 +60,8 @@ def test_a_gateway_url_with_userinfo_is_shown_without_the_password() -> None:
     from_env = parse_gateway("https://ci@gw.example:443/base", password="pw")
     assert (from_env.url, from_env.shown, from_env.credentials) == (
         "https://gw.example:443/base", "https://ci:***@gw.example:443/base", ("ci", "pw"))
+    for good in ("http://gw-1.example.org", "http://10.0.0.1:9091", "https://[fe80::1%eth0]"):
+        assert parse_gateway(good).url == good
     plain = parse_gateway("http://[::1]:9091", password="unused without a user")
     assert (plain.url, plain.shown, plain.credentials) == ("http://[::1]:9091",) * 2 + (None,)
 
