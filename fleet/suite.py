@@ -24,6 +24,7 @@ from fleet.workloads.located import Node, compose, read_suite_text
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 600.0
+MAX_TIMEOUT_SECONDS = 30 * 86400.0  # far beyond any case; 1e12 overflows clocks mid-run
 GIB = 1 << 30
 AxisKind = Literal["param", "knob", "variant"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -171,9 +172,9 @@ def _repetitions(node: Node | None, default: int) -> int:
 
 def _timeout(node: Node | None, default: float) -> float:
     value = default if node is None else node.number("timeout_seconds")
-    if node is not None and value <= 0:
-        raise node.error(f"timeout_seconds must be > 0, not {value:g}",
-                         hint="the longest one run may take, e.g. 600")
+    if node is not None and not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise node.error(f"timeout_seconds must be > 0 and <= {MAX_TIMEOUT_SECONDS:g} (30 days),"
+                         f" not {value:g}", hint="the longest one run may take, e.g. 600")
     return value
 
 

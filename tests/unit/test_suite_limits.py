@@ -182,8 +182,17 @@ def test_an_exponent_yaml_reads_as_text_gets_the_hint(field: str, written: str) 
 
 def test_the_hinted_form_is_a_number() -> None:
     (entry,) = parse_suite(SLEEP + "    params: {seconds: 1.0e+3}\n    timeout_seconds: "
-                           "1.0e+12\n", source="t.yml").entries
-    assert entry.timeout_seconds == 1e12 and entry.params == (("seconds", 1000.0),)
+                           "1.0e+5\n", source="t.yml").entries
+    assert entry.timeout_seconds == 1e5 and entry.params == (("seconds", 1000.0),)
+
+
+def test_a_timeout_beyond_30_days_is_refused_not_a_clock_overflow_mid_run() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_suite(SLEEP + "    params: {seconds: 1}\n    timeout_seconds: 1.0e+12\n",
+                    source="t.yml")
+    assert "timeout_seconds must be > 0 and <= 2.592e+06 (30 days), not 1e+12" \
+        in one_line(info.value)
+    assert info.value.where == "t.yml:7"
 
 
 # ---- too many jobs ------------------------------------------------------------------------
