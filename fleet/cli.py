@@ -127,9 +127,11 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import secrets
 
-    from fleet.plan_api import plan_suite, plan_summary
+    from fleet.plan_api import check_suite_size, plan_suite, plan_summary
     from fleet.render import plan_view
+    from fleet.suite import load_suite
 
+    check_suite_size(load_suite(args.suite), args.max_jobs)  # before --gather touches a host
     inventory = _load_hosts(args)
     facts = _facts_for_plan(args, inventory)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

@@ -88,8 +88,10 @@ def test_a_suite_over_max_jobs_is_refused_before_any_host(
     assert f"{QUICKSTART}:12: suite quickstart has more than 7 jobs" in line
     assert "--max-jobs N" in line
     assert not store.exists()
-    code = main(["plan", QUICKSTART, "--store", str(store), "--max-jobs", "7"])
+    code = main(["plan", QUICKSTART, "-i", LOCAL, "--gather", "--store", str(store),
+                 "--max-jobs", "7"])
     assert code == 2 and "more than 7 jobs" in one_error_line(capsys)
+    assert not store.exists()  # --gather stores facts: none were gathered
 
 
 def test_a_run_compared_with_itself_is_refused(tmp_path: Path,
