@@ -1,7 +1,8 @@
 """fleet's command line: parse arguments, call the API, print, choose the exit code.
 
 Exit codes: 0 success; 1 some hosts failed (the others still reported); 2 bad input or a
-failure that stopped the command (one line on stderr); 70 a bug in fleet; 130 interrupted.
+failure that stopped the command, every host failed included (one line on stderr); 70 a bug in
+fleet; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -91,10 +92,15 @@ def cmd_facts(args: argparse.Namespace) -> int:
                      "store": None if store is None else str(args.store)})
     else:
         console = stdout_console()
-        console.print(outcomes_view(outcomes))
+        console.print(outcomes_view([o for o in outcomes if o.ok]))
         if store is not None:
             console.print(f"saved {len(good)} snapshot(s) to {args.store}")
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_PARTIAL
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:  # on stderr, also with --json (where the document has them too)
+        sys.stderr.write(f"fleet: error: {o.error or o.host}\n")
+    if failed and not good:
+        return EXIT_ERROR  # every host failed: nothing to report
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
@@ -122,13 +128,15 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import secrets
 
-    from fleet.plan_api import plan_suite, plan_summary
+    from fleet.plan_api import check_suite_size, plan_suite, plan_summary
     from fleet.render import plan_view
+    from fleet.suite import load_suite
 
+    check_suite_size(load_suite(args.suite), args.max_jobs)  # before --gather touches a host
     inventory = _load_hosts(args)
     facts = _facts_for_plan(args, inventory)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    plan = plan_suite(args.suite, facts, inventory.hosts, seed=seed)
+    plan = plan_suite(args.suite, facts, inventory.hosts, seed=seed, max_jobs=args.max_jobs)
     if args.json:
         _print_json(plan_summary(plan))
     else:

@@ -63,6 +63,42 @@ def _add_store(parser: argparse.ArgumentParser, default_store: Callable[[], Path
                         help=f"SQLite store file (default: $FLEET_STORE, else {default_store()})")
 
 
+MAX_SEED = 2**63 - 1  # the store keeps the seed as a signed 64-bit integer
+DEFAULT_MAX_JOBS = 10_000  # fleet.matrix.DEFAULT_MAX_JOBS (not imported: --help stays fast)
+
+
+def seed_arg(text: str) -> int:
+    """--seed: an integer from 0 to 2**63 - 1 (argparse turns ValueError into one line)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 to {MAX_SEED}")
+    return seed
+
+
+def max_jobs_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _add_plan(parser: argparse.ArgumentParser, seed_note: str) -> None:
+    """--seed and --max-jobs (fleet plan, run, gate)."""
+    parser.add_argument("--seed", type=seed_arg, default=None, metavar="N",
+                        help=f"seed for the per-host order, 0 to 2**63-1 (default: random, "
+                             f"{seed_note})")
+    parser.add_argument("--max-jobs", type=max_jobs_arg, default=DEFAULT_MAX_JOBS, metavar="N",
+                        help="refuse a suite with more jobs (cases x repetitions x hosts) than "
+                             "N, before any host is touched or anything recorded "
+                             "(default: %(default)s)")
+
+
 def _add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
@@ -102,8 +138,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser], *, handlers: Mappi
     plan.add_argument("suite", type=Path, metavar="SUITE", help="suite file (YAML)")
     _add_inventory(plan)
     _add_store(plan, default_store)
-    plan.add_argument("--seed", type=int, default=None,
-                      help="seed for the per-host order (default: random, printed)")
+    _add_plan(plan, "printed")
     plan.add_argument("--gather", action="store_true",
                       help="gather fresh facts first (and store them)")
     plan.add_argument("--accept-new-host-keys", action="store_true",

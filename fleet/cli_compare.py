@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub, stdout_console
+from fleet.cli_args import _add_inventory, _add_json, _add_plan, _add_store, _sub, stdout_console
 from fleet.errors import ConfigError
 
 COMPARE_EXAMPLE = """examples:
@@ -67,7 +67,7 @@ def build_compare_parsers(sub: Any, handlers: Mapping[str, Any],
     gate.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     gate.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                       help="tag the gate's run (repeatable)")
-    gate.add_argument("--seed", type=int, default=None, help="seed for the per-host order")
+    _add_plan(gate, "recorded")
     gate.add_argument("--history", type=int, default=None, metavar="N",
                       help="earlier runs read as history (0: off; default: the suite's "
                            "compare.history, 20)")
@@ -125,7 +125,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     request = GateRequest(args.suite, tuple(_inventory_sources(args)), args.limit, args.store,
                           args.baseline, axis, validate_allowed(args.allow_mismatch),
                           with_defaults(parse_tags(args.tag), args.suite), args.seed,
-                          args.accept_new_host_keys, args.history)
+                          args.accept_new_host_keys, args.history, args.max_jobs)
     view = _RunView(as_json=False)
     try:
         result = run_gate(request, on_event=view.event, on_warning=_warn)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub, stdout_console
+from fleet.cli_args import _add_inventory, _add_json, _add_plan, _add_store, _sub, stdout_console
 from fleet.errors import ConfigError
 from fleet.execute_events import (
     ATTEMPT_STATUSES,
@@ -59,16 +60,16 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
                      help="run the jobs of RUN_ID that have no completed attempt (no re-plan)")
     _add_inventory(run)
     _add_store(run, default_store)
-    run.add_argument("--seed", type=int, default=None,
-                     help="seed for the per-host order (default: random, recorded)")
+    _add_plan(run, "recorded")
     run.add_argument("--accept-new-host-keys", action="store_true",
                      help="add unknown SSH host keys to known_hosts (changed keys are refused)")
     run.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                      help="tag the run (repeatable), e.g. branch=main; date, git_sha (of the "
                           "suite's repository) and fleet_version are recorded by default")
     run.add_argument("--pushgateway", metavar="URL", default=None,
-                     help="push each completed attempt's results to this Prometheus "
-                          "Pushgateway as it finishes (e.g. http://127.0.0.1:9091)")
+                     help="push each completed attempt's results to this Pushgateway as it "
+                          "finishes (e.g. http://127.0.0.1:9091; basic auth: http://USER@HOST:"
+                          "9091 and $FLEET_PUSHGATEWAY_PASSWORD, or http://USER:PASSWORD@...)")
     _add_json(run)
     run.set_defaults(handler=handlers["run"])
     runs = _sub(sub, "runs", "list the runs in the store", RUNS_EXAMPLE)
@@ -100,11 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     view = _RunView(as_json=args.json)
     on_event: Callable[[RunEvent], None] = _both(tag_on_start(args.store, tags), view.event)
     pusher = None
-    if args.pushgateway:
-        from fleet.export.live_push import LivePusher
+    if args.pushgateway is not None:  # checked before anything runs or is recorded
+        from fleet.export.live_push import LivePusher, parse_gateway
 
-        pusher = LivePusher(args.pushgateway, _warn)
-        on_event = _both(view.event, pusher.event)
+        gateway = parse_gateway(args.pushgateway,
+                                password=os.environ.get("FLEET_PUSHGATEWAY_PASSWORD"))
+        pusher = LivePusher(gateway, _warn)
+        on_event = _both(on_event, pusher.event)  # the tags too
     if args.resume:
         if args.suite is not None or args.seed is not None:
             raise ConfigError("--resume takes no SUITE and no --seed", where="fleet run",
@@ -118,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("no suite given", where="fleet run",
                               hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
         report = start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
-                                      args.seed, args.store, args.accept_new_host_keys),
+                                      args.seed, args.store, args.accept_new_host_keys,
+                                      args.max_jobs),
                            on_event=on_event, on_warning=_warn)
     view.close()
     if pusher is not None:

@@ -3,8 +3,10 @@
 Per entry: the cross product of its axes (declared order), minus every combination an
 ``exclude`` rule matches (all of the rule's axis values equal), plus each ``include`` not
 already present. Values compare by type and value (``1``, ``1.0``, ``true`` and ``"1"``
-differ). Each Case gets a stable id: a hash of the workload name, kind and identity and its
-sorted params, knobs and variant (never the repetition, never the key order in the file).
+differ; one axis never lists two of them: fleet.suite refuses values with the same text).
+A suite is bounded: ``expand(max_jobs=N)`` stops at N cases x repetitions. Each Case gets a
+stable id: a hash of the workload name, kind and identity and its sorted params, knobs and
+variant (never the repetition, never the key order in the file).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from fleet.errors import ConfigError
@@ -23,6 +26,9 @@ from fleet.workloads.base import Workload
 
 V = TypeVar("V")
 CASE_ID_HEX_CHARS = 16
+DEFAULT_MAX_JOBS = 10_000  # fleet run/plan/gate --max-jobs: cases x repetitions (x hosts)
+CROSS_PRODUCT_FACTOR = 100  # an entry's raw cross product may be this many times max_jobs
+_VALUES_SHOWN = 12
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
@@ -41,21 +47,48 @@ def _matches(combo: Mapping[str, object], rule: Mapping[str, object]) -> bool:
     return True
 
 
+class _Excluded:
+    """The exclude rules as one set of (type, value) tuples per set of axis names they name:
+    whether a combination is excluded costs one lookup per such set, not one per rule."""
+
+    def __init__(self, rules: Sequence[Mapping[str, object]]) -> None:
+        self.by_names: dict[tuple[str, ...], set[tuple[tuple[str, object], ...]]] = {}
+        for rule in rules:
+            names = tuple(sorted(rule))
+            self.by_names.setdefault(names, set()).add(
+                tuple((type(rule[n]).__name__, rule[n]) for n in names))
+
+    def __call__(self, combo: Mapping[str, object]) -> bool:
+        return any(tuple((type(combo[n]).__name__, combo[n]) if n in combo else (None, None)
+                         for n in names) in values
+                   for names, values in self.by_names.items())
+
+
+def iter_combinations(axes: Sequence[tuple[str, Sequence[V]]],
+                      exclude: Sequence[Mapping[str, V]] = (),
+                      include: Sequence[Mapping[str, V]] = ()) -> Iterator[dict[str, V]]:
+    """The axes' cross product without excluded combinations, then the new includes; lazily
+    (a caller may stop early)."""
+    names = [name for name, _ in axes]
+    excluded = _Excluded(exclude)
+    seen: set[tuple[tuple[str, str, object], ...]] = set()
+    for values in itertools.product(*(v for _, v in axes)):
+        combo = dict(zip(names, values, strict=True))
+        if not excluded(combo):
+            if include:
+                seen.add(_key(combo))
+            yield combo
+    for rule in include:
+        if _key(rule) not in seen:
+            seen.add(_key(rule))
+            yield dict(rule)
+
+
 def combinations(axes: Sequence[tuple[str, Sequence[V]]],
                  exclude: Sequence[Mapping[str, V]] = (),
                  include: Sequence[Mapping[str, V]] = ()) -> list[dict[str, V]]:
     """The axes' cross product without excluded combinations, then the new includes."""
-    names = [name for name, _ in axes]
-    result = [combo for combo in (dict(zip(names, values, strict=True))
-                                  for values in itertools.product(*(v for _, v in axes)))
-              if not any(_matches(combo, rule) for rule in exclude)]
-    if include:
-        seen = {_key(combo) for combo in result}
-        for rule in include:
-            if _key(rule) not in seen:
-                seen.add(_key(rule))
-                result.append(dict(rule))
-    return result
+    return list(iter_combinations(axes, exclude, include))
 
 
 def case_id(workload: str, kind: str, identity: Mapping[str, object], params: Assignment, *,
@@ -74,43 +107,79 @@ def _case_id(prefix: str, params: Assignment, knobs: Assignment, variant: Assign
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:CASE_ID_HEX_CHARS]
 
 
-def expand(suite: Suite) -> tuple[Case, ...]:
-    """Every entry's cases, in file order. ConfigError if an entry yields no case."""
-    return tuple(case for entry in suite.entries for case in expand_entry(entry))
+def expand(suite: Suite, *, max_jobs: int | None = None) -> tuple[Case, ...]:
+    """Every entry's cases, in file order. ConfigError if an entry yields no case, or (with
+    ``max_jobs``) as soon as the cases x repetitions pass ``max_jobs``, or an entry's axes
+    cross to more than CROSS_PRODUCT_FACTOR x ``max_jobs`` combinations (excludes or not)."""
+    cases: list[Case] = []
+    jobs = 0
+    for entry in suite.entries:
+        if max_jobs is not None:
+            _check_cross_product(entry, max_jobs)
+        for case in _entry_cases(entry):
+            jobs += case.repetitions
+            if max_jobs is not None and jobs > max_jobs:
+                raise ConfigError(
+                    f"suite {suite.name} has more than {max_jobs} jobs: its cases x repetitions "
+                    f"pass {max_jobs} at workload {entry.name}", where=entry.where,
+                    hint=f"narrow the axes or repetitions, or allow more with --max-jobs N "
+                         f"(default {DEFAULT_MAX_JOBS})")
+            cases.append(case)
+    return tuple(cases)
+
+
+def _check_cross_product(entry: WorkloadEntry, max_jobs: int) -> None:
+    crossed = math.prod(len(axis.values) for axis in entry.axes)
+    if crossed > CROSS_PRODUCT_FACTOR * max_jobs:
+        raise ConfigError(
+            f"workload {entry.name}: its axes cross to {crossed} combinations, more than "
+            f"{CROSS_PRODUCT_FACTOR} x --max-jobs {max_jobs}", where=entry.where,
+            hint="narrow the axes (excludes are checked per combination, so they do not "
+                 "help here), or allow more with --max-jobs N")
 
 
 def expand_entry(entry: WorkloadEntry) -> tuple[Case, ...]:
+    return tuple(_entry_cases(entry))
+
+
+def _entry_cases(entry: WorkloadEntry) -> Iterator[Case]:
     _check_rule_values(entry)
-    combos = combinations(
+    combos = iter_combinations(
         [(axis.name, axis.values) for axis in entry.axes],
         exclude=[dict(rule.assignment) for rule in entry.exclude],
         include=[dict(rule.assignment) for rule in entry.include])
-    if not combos:
+    empty = True
+    for case in _cases(entry, combos):
+        empty = False
+        yield case
+    if empty:
         raise ConfigError(f"workload {entry.name} expands to no case: the exclude rules "
                           "remove every combination", where=entry.where,
                           hint="narrow the exclude rules or add axis values")
-    return tuple(_cases(entry, combos))
 
 
 def _check_rule_values(entry: WorkloadEntry) -> None:
     """A rule value that no case can have is a typo: say so where the rule is."""
-    domain: dict[str, list[ParamValue]] = {a.name: list(a.values) for a in entry.axes}
+    domain: dict[str, dict[tuple[str, ParamValue], None]] = {  # ordered sets
+        a.name: dict.fromkeys((type(v).__name__, v) for v in a.values) for a in entry.axes}
     for rule in entry.exclude:
         _known_values("exclude", rule.assignment, domain, rule.where)
     for rule in entry.include:
         for name, value in rule.assignment:
-            domain[name].append(value)
+            domain[name][(type(value).__name__, value)] = None
     for cond in entry.requires_when:
         _known_values("requires_when match", cond.match, domain, cond.where)
 
 
-def _known_values(what: str, assignment: Assignment, domain: Mapping[str, list[ParamValue]],
-                  where: str) -> None:
+def _known_values(what: str, assignment: Assignment,
+                  domain: Mapping[str, dict[tuple[str, ParamValue], None]], where: str) -> None:
     for name, value in assignment:
-        if not any(type(v) is type(value) and v == value for v in domain[name]):
+        if (type(value).__name__, value) not in domain[name]:
+            shown = [v for _, v in domain[name]][:_VALUES_SHOWN]
             raise ConfigError(f"{what} names {name}={value!r}, which no case of this workload "
                               "has", where=where,
-                              hint=f"values of {name}: {', '.join(map(repr, domain[name]))}")
+                              hint=f"values of {name}: {', '.join(map(repr, shown))}"
+                                   f"{', ...' if len(domain[name]) > len(shown) else ''}")
 
 
 def _split(entry: WorkloadEntry, combo: Mapping[str, ParamValue]
@@ -122,7 +191,7 @@ def _split(entry: WorkloadEntry, combo: Mapping[str, ParamValue]
     return params, knobs, variant
 
 
-def _cases(entry: WorkloadEntry, combos: Sequence[Mapping[str, ParamValue]]) -> Iterator[Case]:
+def _cases(entry: WorkloadEntry, combos: Iterable[Mapping[str, ParamValue]]) -> Iterator[Case]:
     prefix = _id_prefix(entry.name, entry.workload.kind, entry.workload.identity())
     requirements = _Requirements(entry)
     for combo in combos:

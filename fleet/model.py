@@ -218,11 +218,15 @@ class HostOutcome:
 
 
 def comparable_fields(facts: Facts) -> Mapping[str, object]:
-    """The fields whose equality makes two hosts' results comparable (fingerprint input)."""
+    """The fields whose equality makes two hosts' results comparable (fingerprint input).
+
+    Node memory is left out: a node's MemTotal drifts (a ballooned or hot-plugged VM, memory
+    the kernel reserves) and would make the same host "not like for like" minutes later; the
+    facts keep it (``NumaNode.mem_total_bytes``) for reports and ``requires``."""
     return {
         "cpu_model": facts.cpu.model_name,
         "microcode": facts.cpu.microcode,
-        "nodes": [(n.node_id, list(n.cpus), n.mem_total_bytes) for n in facts.topology.nodes],
+        "nodes": [(n.node_id, list(n.cpus)) for n in facts.topology.nodes],
         "distances": [list(n.distances) for n in facts.topology.nodes],
         "sockets": list(facts.topology.socket_ids),
         "kernel_release": facts.kernel_release,

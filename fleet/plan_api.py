@@ -8,23 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import ConfigError
-from fleet.matrix import expand
+from fleet.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.model import Case, Facts, Host, Plan
 from fleet.schedule import Candidate, plan
-from fleet.suite import load_suite
+from fleet.suite import Suite, load_suite
 
 _REASONS_SHOWN = 3
+MAX_SEED = 2**63 - 1
 
 
 def plan_suite(suite_path: Path, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
-               seed: int) -> Plan:
+               seed: int, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
     """Load and expand the suite, plan it on the hosts that have facts.
 
     Hosts without facts are listed in ``Plan.hosts_without_facts``. ConfigError if the
-    suite is invalid, a fact names no inventory host, or no case can run on any host.
+    suite is invalid, a fact names no inventory host, no case can run on any host, or the
+    plan has more than ``max_jobs`` jobs (cases x repetitions x hosts).
     """
+    check_seed(seed)
     suite = load_suite(suite_path)
-    cases = expand(suite)
+    cases = expand(suite, max_jobs=max_jobs)
     by_name = {f.host: f for f in hosts_facts}
     unknown = sorted(set(by_name) - {h.name for h in hosts})
     if unknown:
@@ -38,7 +41,26 @@ def plan_suite(suite_path: Path, hosts_facts: Sequence[Facts], hosts: Sequence[H
             f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
             f"given: {_reasons(result)}", where=str(suite_path),
             hint="relax the suite's requires, or plan on hosts that meet them")
+    if result.entry_count > max_jobs:
+        raise ConfigError(
+            f"the plan has {result.entry_count} jobs (cases x repetitions x hosts), more than "
+            f"{max_jobs}", where=str(suite_path),
+            hint="narrow the suite, plan on fewer hosts (--limit), or allow more with "
+                 "--max-jobs N")
     return result
+
+
+def check_suite_size(suite: Suite, max_jobs: int) -> None:
+    """ConfigError (file:line) when the suite alone has more than ``max_jobs`` cases x
+    repetitions: checked before any host is touched."""
+    expand(suite, max_jobs=max_jobs)
+
+
+def check_seed(seed: int) -> None:
+    """The seed is stored in SQLite (a signed 64-bit integer): 0 <= seed < 2**63."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {seed} is out of range", where="--seed",
+                          hint=f"give an integer from 0 to {MAX_SEED} (2**63 - 1)")
 
 
 def _reasons(result: Plan) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet import __version__
-from fleet.errors import ConfigError, TransportError
+from fleet.errors import TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_events import (
     RunEvent,
@@ -40,8 +40,9 @@ from fleet.execute_plan import (
 from fleet.execute_policy import new_run_id
 from fleet.gather import gather_facts
 from fleet.inventory import load_inventory
+from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
-from fleet.plan_api import plan_suite, plan_summary
+from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
 from fleet.runs import Attempt, RunDetail, RunInfo
 from fleet.schedule import Candidate
 from fleet.store import Store
@@ -56,6 +57,7 @@ from fleet.store_runs import (
     set_run_status,
 )
 from fleet.suite import Suite, parse_suite
+from fleet.workloads.located import read_suite_text
 
 EventSink = Callable[[RunEvent], None]
 WarningSink = Callable[[str], None]
@@ -69,6 +71,7 @@ class RunRequest:
     seed: int | None
     store_path: Path
     accept_new_host_keys: bool = False
+    max_jobs: int = DEFAULT_MAX_JOBS  # cases x repetitions (x hosts, once planned)
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,11 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
               options: ExecuteOptions | None = None) -> RunReport:
     """Validate, gather, plan, record, execute. FleetError before anything is recorded on bad
     input (suite, inventory, no reachable host, nothing to run)."""
-    text = _read_suite(request.suite_path)
+    if request.seed is not None:
+        check_seed(request.seed)
+    text = read_suite_text(request.suite_path)
     suite = parse_suite(text, source=str(request.suite_path))
+    check_suite_size(suite, request.max_jobs)  # before any host is touched
     inventory = load_inventory(list(request.inventory_sources), limit=request.limit)
     for warning in inventory.warnings:
         on_warning(warning)
@@ -139,7 +145,8 @@ def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, 
                     ) -> tuple[RunInfo, dict[str, Any]]:
     """Plan (ConfigError when nothing can run), then record the run with its jobs and skips."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed)
+    plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed,
+                      max_jobs=request.max_jobs)
     plan_data = plan_summary(plan)
     info = RunInfo(
         run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
@@ -153,14 +160,6 @@ def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, 
                jobs=plan_jobs(plan_data, {c.case_id: c for c in plan.cases}),
                skipped=[(s.case_id, s.reason) for s in plan.skipped])
     return info, plan_data
-
-
-def _read_suite(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read suite: {exc.strerror}", where=str(path),
-                          hint="check the path") from None
 
 
 def _sha256(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet.agent.protocol import SampleSpec
-from fleet.workloads.base import Node
+from fleet.workloads.located import Node
 
 DEFAULT_INTERVAL_SECONDS = 1.0
 MIN_INTERVAL_SECONDS = 0.1

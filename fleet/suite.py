@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, parse_compare
 from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
 from fleet.model import Assignment, ParamValue, Requirements, Spread
 from fleet.sampling_config import DEFAULT_SAMPLING, SamplingConfig, parse_sampling
 from fleet.workloads import FAMILIES, Family
-from fleet.workloads.base import Node, ParamSpec, Workload
+from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.located import Node, compose, read_suite_text
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 600.0
+MAX_TIMEOUT_SECONDS = 30 * 86400.0  # far beyond any case; 1e12 overflows clocks mid-run
 GIB = 1 << 30
 AxisKind = Literal["param", "knob", "variant"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -104,24 +104,12 @@ class _Defaults:
 
 def load_suite(path: Path) -> Suite:
     """Read and validate a suite file. ConfigError (file:line) on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read suite: {exc.strerror}", where=str(path),
-                          hint="check the path") from None
-    return parse_suite(text, source=str(path))
+    return parse_suite(read_suite_text(path), source=str(path))
 
 
 def parse_suite(text: str, *, source: str) -> Suite:
     """Validate suite YAML text; ``source`` names it in errors (file:line)."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"not valid YAML: {problem}", where=where,
-                          hint="fix the YAML syntax") from None
+    root = compose(text, source)
     if root is None:
         raise ConfigError("the suite file is empty", where=source,
                           hint="start with schema_version: 1")
@@ -184,9 +172,9 @@ def _repetitions(node: Node | None, default: int) -> int:
 
 def _timeout(node: Node | None, default: float) -> float:
     value = default if node is None else node.number("timeout_seconds")
-    if node is not None and value <= 0:
-        raise node.error(f"timeout_seconds must be > 0, not {value:g}",
-                         hint="the longest one run may take, e.g. 600")
+    if node is not None and not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise node.error(f"timeout_seconds must be > 0 and <= {MAX_TIMEOUT_SECONDS:g} (30 days),"
+                         f" not {value:g}", hint="the longest one run may take, e.g. 600")
     return value
 
 
@@ -306,13 +294,19 @@ def _value(node: Node, spec: ParamSpec) -> ParamValue:
 def _axis(workload: Workload, name: str, node: Node) -> Axis:
     kind = _resolve(workload, name, node)
     spec = value_spec(workload, name, kind)
-    values: list[ParamValue] = []
+    values: dict[str, ParamValue] = {}  # by its text: what argv, knob files and compare see
     for item in _nonempty(node, f"axis {name}"):
         value = _value(item, spec)
-        if any(type(v) is type(value) and v == value for v in values):
+        text = format_value(value)
+        first = values.get(text)
+        if first is None:
+            values[text] = value
+            continue
+        if type(first) is type(value) and first == value:
             raise item.error(f"axis {name} lists {value!r} twice", hint="list each value once")
-        values.append(value)
-    return Axis(name, kind, tuple(values), node.where)
+        raise item.error(f"axis {name} lists {first!r} and {value!r}, which both read {text}",
+                         hint="the cases would run the same command: list the value once")
+    return Axis(name, kind, tuple(values.values()), node.where)
 
 
 def _fixed(workload: Workload, items: Mapping[str, Node], section: str,

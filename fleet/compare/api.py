@@ -21,8 +21,11 @@ from fleet.errors import ConfigError, FleetError
 from fleet.execute import ExecuteOptions
 from fleet.execute_events import HostQuarantined, RunEvent
 from fleet.inventory import load_inventory
+from fleet.matrix import DEFAULT_MAX_JOBS, expand
+from fleet.model import Case
 from fleet.run_api import RunRequest, start_run
 from fleet.suite import load_suite
+from fleet.workloads.base import format_value
 
 AxisSpec = tuple[str, str, tuple[str, ...]]  # name, baseline value, candidate values
 
@@ -49,6 +52,8 @@ def compare_stored(store_path: Path, refs: Sequence[str], *, axis: AxisSpec | No
     if axis is None and len(refs) != 2:
         raise ConfigError(f"two runs are needed, {len(refs)} given", where="fleet compare",
                           hint="fleet compare RUN_A RUN_B, or fleet compare RUN --axis NAME=A,B")
+    if axis is None:
+        _two_runs(store_path, refs)
     runs = load_runs(store_path, refs)
     if axis is not None:
         name, base, cands = axis
@@ -59,6 +64,18 @@ def compare_stored(store_path: Path, refs: Sequence[str], *, axis: AxisSpec | No
     groups = between_runs(runs[0], runs[1])
     return build_report(groups, baseline=runs[0].run_id, candidate=runs[1].run_id,
                         allow_mismatch=allow_mismatch)
+
+
+def _two_runs(store_path: Path, refs: Sequence[str]) -> None:
+    """ConfigError when both REFs name the same run (it would compare equal to itself)."""
+    first, second = (resolve(store_path, ref).run_id for ref in refs)
+    if first == second:
+        named = f"{refs[0]} and {refs[1]} both name run {first}" if refs[0] != refs[1] \
+            else f"run {first} is given twice"
+        raise ConfigError(f"{named}: a run compared with itself shows nothing",
+                          where="fleet compare",
+                          hint="name two runs, or compare variants inside one run: "
+                               "fleet compare RUN --axis NAME=A,B")
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class GateRequest:
     seed: int | None = None
     accept_new_host_keys: bool = False
     history_runs: int | None = None  # --history N (0: off); None: the suite's compare.history
+    max_jobs: int = DEFAULT_MAX_JOBS  # cases x repetitions (x hosts, once planned)
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,9 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
         raise ConfigError("give exactly one of --baseline REF and --baseline-axis NAME=VALUE",
                           where="fleet gate", hint="e.g. --baseline main")
     suite = load_suite(request.suite_path)
+    cases = expand(suite, max_jobs=request.max_jobs)
+    if request.baseline_axis is not None:
+        check_baseline_axis(cases, *request.baseline_axis, where=str(request.suite_path))
     baseline_id = None if request.baseline is None else \
         resolve(request.store_path, request.baseline, suite=suite.name).run_id
     expected = {h.name for h in load_inventory(list(request.inventory_sources),
@@ -114,7 +135,7 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
     try:
         run = start_run(RunRequest(request.suite_path, request.inventory_sources,
                                    request.limit, request.seed, request.store_path,
-                                   request.accept_new_host_keys),
+                                   request.accept_new_host_keys, request.max_jobs),
                         on_event=watch, on_warning=warn,
                         options=options)
     except FleetError as exc:
@@ -122,6 +143,25 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
         return GateResult(None, None, decide(None, problems))
     report = _gate_report(request, run.run_id, baseline_id, expected, problems)
     return GateResult(run.run_id, report, decide(report, problems))
+
+
+def check_baseline_axis(cases: Sequence[Case], name: str, value: str, *, where: str) -> None:
+    """ConfigError unless some of the suite's cases have NAME=VALUE and others a different
+    value (values as their text, as the comparison matches them)."""
+    values: dict[str, set[str]] = {}
+    for case in cases:
+        for key, v in (*case.params, *case.knobs, *case.variant):
+            values.setdefault(key, set()).add(format_value(v))
+    axes = sorted(k for k, vs in values.items() if len(vs) > 1)
+    option = f"--baseline-axis {name}={value}"
+    if name not in axes:
+        raise ConfigError(f"{option}: {name} is not an axis of the suite"
+                          + (f" (every case has {name}={next(iter(values[name]))})"
+                             if name in values else ""), where=where,
+                          hint=f"its axes: {', '.join(axes) or 'none'}")
+    if value not in values[name]:
+        raise ConfigError(f"{option}: axis {name} has no value {value!r}", where=where,
+                          hint=f"its values: {', '.join(sorted(values[name]))}")
 
 
 def _gate_report(request: GateRequest, run_id: str, baseline_id: str | None,

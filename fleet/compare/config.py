@@ -29,7 +29,7 @@ from fleet.compare.stats import (
     Policy,
 )
 from fleet.export.catalogue import lookup
-from fleet.workloads.base import Node
+from fleet.workloads.located import Node
 
 DEFAULT_HISTORY_RUNS = 20
 COMPARE_KEYS = ("min_repetitions", "alpha", "threshold", "history", "metrics")

@@ -2,7 +2,8 @@
 
 Each attempt records its host's facts fingerprint (fleet.model.comparable_fields); the store
 keeps the facts behind it. Compared fields: CPU model, microcode, node layout (nodes with
-their CPUs and memory, distances, sockets: SNC/NPS modes show here), kernel release and
+their CPUs, not their drifting MemTotal; distances, sockets: SNC/NPS modes show here), kernel
+release and
 command line, THP mode and defrag, NUMA balancing, and the knob values the attempt ran with.
 The axis under test is left out: comparing kernels ignores the kernel release and command
 line; a THP knob axis ignores the THP mode, and so on.

@@ -21,12 +21,13 @@ behind the store. The first rendering is made before the server listens.
 from __future__ import annotations
 
 import gc
+import http.client
 import socket
 import sqlite3
 import threading
 import time
 import urllib.error
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,6 +39,7 @@ from prometheus_client import (
     generate_latest,
     push_to_gateway,
 )
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -316,13 +318,27 @@ class _Fixed(Collector):
         return iter(self._families)
 
 
+def _push_handler(credentials: tuple[str, str] | None) -> Callable[..., Callable[[], None]]:
+    if credentials is None:
+        return default_handler
+    username, password = credentials
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
+
+
 def push_attempt(url: str, run_id: str, suite: str, attempt: Attempt, workload: str, *,
-                 timeout_seconds: float = PUSH_TIMEOUT_SECONDS) -> int:
+                 timeout_seconds: float = PUSH_TIMEOUT_SECONDS,
+                 credentials: tuple[str, str] | None = None) -> int:
     """PUT one completed attempt's result series (the catalogue's families, as the exporter
     gives them) to the Pushgateway at ``url``, in the group job=fleet, run_id, case_id, host,
     repetition: a later attempt of the same job replaces it, no other group is touched.
-    Returns the number of series pushed (0: nothing to push, nothing sent); FleetError, one
-    line, when the gateway cannot be reached or refuses them."""
+    ``url`` has no userinfo (it is shown in errors); ``credentials`` (user, password) are sent
+    as HTTP basic auth. Returns the number of series pushed (0: nothing to push, nothing
+    sent); FleetError, one line, when the gateway cannot be reached or refuses them."""
     series = attempt_series(run_id, suite, attempt, workload)
     if not series:
         return 0
@@ -332,12 +348,12 @@ def push_attempt(url: str, run_id: str, suite: str, attempt: Attempt, workload: 
            "repetition": str(attempt.job.repetition)}
     try:
         push_to_gateway(url, job=PUSH_JOB, registry=registry, grouping_key=key,
-                        timeout=timeout_seconds)
+                        timeout=timeout_seconds, handler=_push_handler(credentials))
     except urllib.error.HTTPError as exc:
         raise FleetError(f"pushgateway refused the results: HTTP {exc.code} {exc.reason}",
                          where=url, hint="check the gateway's log; the results are in the "
                                          "store - `fleet export serve` exports them") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise FleetError(f"cannot push to the pushgateway: {reason}", where=url,
                          hint="check --pushgateway URL and that the gateway runs; the results "

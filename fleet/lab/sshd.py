@@ -84,14 +84,30 @@ def require_root_login_possible(shadow: Path = Path("/etc/shadow")) -> None:
                        hint="unlock key logins with: usermod -p '*' root")
 
 
+def ensure_privsep_dir(path: Path = PRIVSEP_DIR) -> None:
+    """sshd (``-t`` too) needs its privilege separation directory, root-owned 0755; /run is a
+    tmpfs, so after a boot it is missing until the distribution's sshd service first ran."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(mode=0o755)
+        path.chmod(0o755)  # whatever the umask: sshd refuses a group- or world-writable one
+    except FileExistsError:
+        return  # made by someone else meanwhile
+    except OSError as exc:
+        raise LabError(f"cannot create sshd's directory {path}: {exc.strerror}",
+                       where="fleet lab", hint="run fleet lab up as root") from None
+
+
 def validate(host: HostRecord) -> None:
+    ensure_privsep_dir(PRIVSEP_DIR)  # before `sshd -t`, which checks that it exists
     run([str(SSHD), "-t", "-f", host.config_path], where=f"{host.name} ({host.config_path})",
         hint="fix the sshd config; `sshd -t -f FILE` shows the problem")
 
 
 def start(host: HostRecord) -> None:
     """Start sshd inside the host's namespace; it daemonises and writes its PidFile."""
-    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+    ensure_privsep_dir(PRIVSEP_DIR)
     Path(host.pid_file).unlink(missing_ok=True)
     run(["ip", "netns", "exec", host.namespace, str(SSHD), "-f", host.config_path,
          "-E", host.log_path], where=host.name, hint=f"see {host.log_path}")

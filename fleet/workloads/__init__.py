@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fleet.workloads import command, sleep
-from fleet.workloads.base import Node, ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.located import Node
 
 
 @dataclass(frozen=True)

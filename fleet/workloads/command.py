@@ -16,7 +16,8 @@ from typing import Literal
 
 from fleet.errors import ConfigError, ParseError
 from fleet.model import Facts, Measurement, ParamValue
-from fleet.workloads.base import Node, ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.located import Node
 
 CONFIG_KEYS = ("argv", "parse")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -121,13 +122,17 @@ def ready_prometheus(process: subprocess.Popen[bytes], server: Prometheus
         stop(process)
 
 
-def ready(url: str, process: subprocess.Popen[bytes], name: str) -> bool | None:
-    """True once GET url/-/ready answers 200; fails the test if the process died."""
+def ready(url: str, process: subprocess.Popen[bytes], name: str, *,
+          auth: bool = False) -> bool | None:
+    """True once GET url/-/ready answers 200 (``auth``: or 401, asking for credentials);
+    fails the test if the process died."""
     if process.poll() is not None:
         pytest.fail(f"{name} exited with {process.returncode} before it was ready")
     try:
         with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
             return True if response.status == 200 else None
+    except urllib.error.HTTPError as exc:
+        return True if auth and exc.code == 401 else None
     except OSError:
         return None
 
@@ -174,18 +179,21 @@ def prometheus_on(home: Path, target: str, *, rule_files: Sequence[Path] = (),
 
 
 @contextmanager
-def pushgateway_on(home: Path) -> Iterator[str]:
-    """A ready Pushgateway on a free loopback port, persisting in ``home``: yields host:port."""
+def pushgateway_on(home: Path, web_config: Path | None = None) -> Iterator[str]:
+    """A ready Pushgateway on a free loopback port, persisting in ``home``: yields host:port.
+    ``web_config``: its --web.config.file (e.g. basic_auth_users)."""
     assert shutil.which(PUSHGATEWAY), "prometheus-pushgateway missing: run scripts/bootstrap"
     home.mkdir(exist_ok=True)
     address = f"127.0.0.1:{free_port()}"
     log = (home / "pushgateway.log").open("wb")
+    flags = [f"--web.config.file={web_config}"] if web_config is not None else []
     process = subprocess.Popen(
         [PUSHGATEWAY, f"--web.listen-address={address}",
-         f"--persistence.file={home / 'persistence'}", "--log.level=warn"],
+         f"--persistence.file={home / 'persistence'}", "--log.level=warn", *flags],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        poll("pushgateway /-/ready", lambda: ready(f"http://{address}", process, "pushgateway"))
+        poll("pushgateway /-/ready", lambda: ready(f"http://{address}", process, "pushgateway",
+                                                    auth=web_config is not None))
         yield address
     finally:
         stop(process)

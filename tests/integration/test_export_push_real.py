@@ -4,6 +4,7 @@ ends up with exactly the store's values; an unreachable gateway costs one warnin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,31 @@ def test_an_unreachable_gateway_warns_once_and_the_run_goes_on(tmp_path: Path) -
     assert f"{url}: cannot push to the pushgateway" in warnings[0]
     assert err.splitlines()[-1] == (f"fleet: pushgateway {url}: 0 attempt(s) pushed (0 series),"
                                     " 8 push(es) failed")
+
+
+@pytest.mark.integration
+def test_basic_auth_from_url_user_and_env_password_never_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bcrypt
+
+    secret = "s3cret-pw"
+    config = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=4)).decode()
+    config.write_text(f"basic_auth_users:\n  fleet: '{hashed}'\n")
+    with pushgateway_on(tmp_path / "pushgateway", web_config=config) as gateway:
+        monkeypatch.setenv("FLEET_PUSHGATEWAY_PASSWORD", secret)
+        shown = quickstart_run(tmp_path / "ok.sqlite", "--pushgateway", f"http://fleet@{gateway}")
+        err = shown["_stderr"]
+        assert "warning" not in err, err
+        assert f"fleet: pushgateway http://fleet:***@{gateway}: 8 attempt(s) pushed (" in err
+        monkeypatch.delenv("FLEET_PUSHGATEWAY_PASSWORD")
+        wrong = quickstart_run(tmp_path / "wrong.sqlite", "--pushgateway",
+                               f"http://fleet:not-{secret}@{gateway}/")
+    err = wrong["_stderr"]
+    warnings = [line for line in err.splitlines() if line.startswith("fleet: warning:")]
+    assert len(warnings) == 1, err
+    assert f"http://{gateway}: pushgateway refused the results: HTTP 401" in warnings[0]
+    assert f"pushgateway http://fleet:***@{gateway}: 0 attempt(s) pushed" in err
+    for run in (shown, wrong):  # never in output, the store or its tags
+        assert secret not in run["_stderr"]
+        assert secret not in json.dumps({k: v for k, v in run.items() if k != "_stderr"})

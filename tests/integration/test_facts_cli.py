@@ -117,6 +117,11 @@ def test_one_unreachable_host_does_not_stop_the_others(lab: Any, tmp_path: Path)
     assert out["deadhost"]["facts"] is None
     assert out["deadhost"]["error"].startswith("deadhost")
     assert all(out[h.name]["facts"] for h in lab.hosts)
+    assert one_line_error(proc) == f"fleet: error: {out['deadhost']['error']}"
+    table = fleet("facts", "-i", str(inv), "--no-store")  # the table: errors on stderr only
+    assert table.returncode == 1
+    assert "deadhost" not in table.stdout and "unreachable" not in table.stdout
+    assert one_line_error(table).startswith("fleet: error: deadhost")
 
 
 def test_unknown_host_key_is_refused_then_accepted_explicitly(lab: Any, tmp_path: Path) -> None:
@@ -127,8 +132,9 @@ def test_unknown_host_key_is_refused_then_accepted_explicitly(lab: Any, tmp_path
     inv.write_text(text)
     first = lab.hosts[0].name
     refused = fleet("facts", "-i", str(inv), "--limit", first, "--no-store")
-    assert refused.returncode == 1
-    assert "--accept-new-host-keys" in refused.stdout + refused.stderr
+    assert refused.returncode == 2  # every host (the one) failed
+    assert "--accept-new-host-keys" in one_line_error(refused)
+    assert "--accept-new-host-keys" not in refused.stdout  # errors go to stderr
     accepted = fleet("facts", "-i", str(inv), "--limit", first, "--no-store",
                      "--accept-new-host-keys")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
@@ -144,7 +150,8 @@ def test_missing_key_file_names_host_and_path(lab: Any, tmp_path: Path) -> None:
     inv.write_text(text)
     first = lab.hosts[0].name
     proc = fleet("facts", "-i", str(inv), "--limit", first, "--json", "--no-store")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # every host (the one) failed
+    assert first in one_line_error(proc) and "no_such_key" in one_line_error(proc)
     (entry,) = json.loads(proc.stdout)["hosts"]
     assert first in entry["error"] and "no_such_key" in entry["error"]
 

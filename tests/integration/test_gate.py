@@ -98,8 +98,13 @@ def test_planted_regression_fails_the_gate_and_the_same_suite_passes(
         bad = fleet("compare", *args, "--store", str(store))
         assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
         assert words in bad.stderr
-    shown = fleet("compare", "main", listed[0]["run_id"], "--store", str(store), "--markdown")
-    assert shown.returncode == 0 and "no significant change" in shown.stdout
+    itself = fleet("compare", "main", listed[0]["run_id"], "--store", str(store))
+    assert itself.returncode == 2 and len(itself.stderr.splitlines()) == 1, itself.stderr
+    assert f"main and {listed[0]['run_id']} both name run" in itself.stderr
+    runs = json.loads(fleet("runs", "--json", "--store", str(store)).stdout)["runs"]
+    newest = max(runs, key=lambda r: r["created_at_unix_seconds"])["run_id"]  # the passing gate
+    shown = fleet("compare", "main", newest, "--store", str(store), "--markdown")
+    assert shown.returncode == 0 and "no significant change" in shown.stdout, shown.stdout
 
 
 def test_interleaved_baseline_and_too_few_repetitions(lab: LabState, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ ADAPTERS = {
 PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "facts/numactl.py",
         "facts/tree.py", "facts/build.py", "facts/probe.py", "matrix.py", "schedule.py",
         "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
+        "workloads/located.py",
         "agent/protocol.py", "agent/protocol_decode.py", "guests/qemu.py",
         "guests/topologies.py", "derive.py",
         "collectors/vmstat.py", "collectors/interrupts.py", "collectors/nodes.py",

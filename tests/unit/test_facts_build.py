@@ -165,8 +165,9 @@ def test_fingerprint_is_stable_and_tracks_comparable_fields() -> None:
     facts = build_facts("h", synthetic_tree(), collected_at_unix_seconds=0)
     later = build_facts("other", synthetic_tree(), collected_at_unix_seconds=99)
     assert facts.fingerprint == later.fingerprint
-    # pinned: a change here means stored results stop comparing with older runs
-    assert facts.fingerprint == "83cc951ad6aeb212"
+    # pinned: a change here changes every host's fingerprint (stored runs still compare:
+    # comparisons read the facts behind each fingerprint and compare their fields)
+    assert facts.fingerprint == "65848c99abfb3f31"
     tree = synthetic_tree()
     new_kernel = dataclasses.replace(
         tree, files={**tree.files, "/proc/sys/kernel/osrelease": "6.19.0\n"})
@@ -190,3 +191,21 @@ def test_node_memory_that_does_not_add_up_to_memtotal_is_a_warning() -> None:
     assert any("4570 MiB but MemTotal is 24105 MiB" in w for w in facts.warnings), facts.warnings
     assert facts.topology.nodes[0].mem_total_bytes == 4679884 * 1024
     assert facts.mem_total_bytes == 24684084 * 1024
+
+
+def test_node_memtotal_drift_keeps_the_fingerprint_and_the_compared_fields() -> None:
+    """A ballooned VM: node and total MemTotal change minutes apart, the host does not."""
+    from fleet.compare.fingerprint import host_fields
+
+    tree = synthetic_tree()
+    before = build_facts("h", tree, collected_at_unix_seconds=0)
+    ballooned = dataclasses.replace(tree, files={
+        **tree.files, f"{NODE}/node0/meminfo": "Node 0 MemTotal: 3 kB\nNode 0 MemFree: 1 kB\n",
+        "/proc/meminfo": "MemTotal: 3 kB\nMemFree: 1 kB\n"})
+    after = build_facts("h", ballooned, collected_at_unix_seconds=60)
+    assert before.topology.nodes[0].mem_total_bytes == 4 * KB  # kept in the facts
+    assert after.topology.nodes[0].mem_total_bytes == 3 * KB
+    assert after.fingerprint == before.fingerprint
+    assert host_fields(after, ()) == host_fields(before, ())
+    moved = dataclasses.replace(tree, files={**tree.files, f"{NODE}/node0/cpulist": "0\n"})
+    assert build_facts("h", moved, collected_at_unix_seconds=0).fingerprint != before.fingerprint

@@ -314,3 +314,17 @@ def test_plan_suite_with_no_runnable_case_is_one_config_error(fleet: list[Candid
 def test_plan_suite_refuses_facts_of_unknown_hosts(ne_facts: Facts) -> None:
     with pytest.raises(ConfigError, match="facts for hosts not in the inventory: ne"):
         plan_suite(QUICKSTART, [ne_facts], [Host("localhost", "localhost")], seed=1)
+
+
+def test_plan_suite_refuses_more_jobs_than_max_jobs(ne_facts: Facts) -> None:
+    hosts = [Host(f"h{i}", f"10.0.0.{i}") for i in range(3)]
+    facts = [replace(ne_facts, host=h.name) for h in hosts]
+    # quickstart: 4 cases x 2 repetitions on every host: 8 jobs per host, 24 in all
+    assert plan_suite(QUICKSTART, facts, hosts, seed=1, max_jobs=24).entry_count == 24
+    with pytest.raises(ConfigError) as info:
+        plan_suite(QUICKSTART, facts, hosts, seed=1, max_jobs=23)
+    assert str(info.value) == (
+        f"{QUICKSTART}: the plan has 24 jobs (cases x repetitions x hosts), more than 23 "
+        "(narrow the suite, plan on fewer hosts (--limit), or allow more with --max-jobs N)")
+    with pytest.raises(ConfigError, match="suite quickstart has more than 7 jobs"):
+        plan_suite(QUICKSTART, facts[:1], hosts[:1], seed=1, max_jobs=7)
