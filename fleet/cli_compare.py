@@ -109,7 +109,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from fleet.cli import _inventory_sources
-    from fleet.cli_runs import _RunView, _warn
+    from fleet.cli_progress import RunView as _RunView
+    from fleet.cli_progress import warn as _warn
     from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json
