@@ -223,7 +223,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "jobs": [j.text for j in detail.jobs],
                 "attempts": [{**attempt_json(a.attempt), "attempt_id": a.attempt_id,
                               "samples": _samples_json(counts.get(a.attempt_id, {}))}
-                             for a in detail.attempts]}
+                             for a in detail.attempts],
+                "in_flight": [{"job": c.job.text, "host": c.host, "attempt_no": c.attempt_no,
+                               "started_at_unix_seconds": c.started_at_unix_seconds}
+                              for c in detail.in_flight]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     console = stdout_console()
@@ -265,6 +268,9 @@ def _attempts_view(detail: Any) -> Table:
         table.add_row(a.job.text, a.host, str(a.attempt_no), a.status,
                       f"{a.duration_seconds:.2f}", "-" if a.exit_code is None else
                       str(a.exit_code), note)
+    for c in detail.in_flight:  # claimed, no attempt yet: running, or its controller died
+        table.add_row(c.job.text, c.host, str(c.attempt_no), "in flight", "", "-",
+                      f"since {_local_time(c.started_at_unix_seconds)}")
     return table
 
 
