@@ -23,7 +23,7 @@ from rich.table import Table
 
 from fleet.cli_args import _add_inventory, _add_json, _add_store, _sub, stdout_console
 from fleet.cli_progress import RunView as _RunView
-from fleet.cli_progress import quiet_pipe, summary_view, write
+from fleet.cli_progress import summary_view, write
 from fleet.cli_progress import warn as _warn
 from fleet.errors import ConfigError
 from fleet.execute_events import (
@@ -110,9 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     view.close()
     if pusher is not None:
         write(sys.stderr, f"fleet: {pusher.summary()}\n")
-    if not args.json:
-        with quiet_pipe(sys.stdout):
-            stdout_console().print(summary_view(report.summary))
+    if not args.json:  # rendered first: rich exits 1 itself on a broken pipe
+        console = stdout_console()
+        with console.capture() as captured:
+            console.print(summary_view(report.summary))
+        write(sys.stdout, captured.get())
     if report.interrupted:
         write(sys.stderr, f"fleet: interrupted; resume with: fleet run --resume "
                            f"{report.run_id} --store {report.store_path}\n")
