@@ -162,7 +162,7 @@ def _facts_for_plan(args: argparse.Namespace, inventory: Any) -> list[Any]:
         return facts
     if not args.store.exists():
         return []
-    with Store.open(args.store) as store:
+    with Store.open_read(args.store, oldest=1) as store:
         return [s.facts for s in store.latest_snapshots() if s.host in names]
 
 
@@ -236,7 +236,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 def cmd_store_info(args: argparse.Namespace) -> int:
     from fleet.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open_read(args.store) as store:
         info = store.info()
         latest = store.latest_snapshots()
     if args.json:

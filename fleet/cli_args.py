@@ -88,6 +88,29 @@ def max_jobs_arg(text: str) -> int:
     return value
 
 
+def wait_seconds_arg(text: str) -> float:
+    """--host-lock-wait: seconds, 0 (do not wait) up to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 to 86400 seconds")
+    return value
+
+
+def _add_host_lock_wait(parser: argparse.ArgumentParser) -> None:
+    """--host-lock-wait (fleet run, gate): how long a host held by another controller is
+    waited for before it is quarantined as busy."""
+    from fleet.execute_worker import DEFAULT_HOST_LOCK_WAIT_SECONDS
+
+    parser.add_argument("--host-lock-wait", type=wait_seconds_arg, metavar="SECONDS",
+                        default=DEFAULT_HOST_LOCK_WAIT_SECONDS,
+                        help="wait this long for a host that another controller's run holds, "
+                             "naming the holder, then quarantine it as busy "
+                             "(default: %(default)g)")
+
+
 def _add_plan(parser: argparse.ArgumentParser, seed_note: str) -> None:
     """--seed and --max-jobs (fleet plan, run, gate)."""
     parser.add_argument("--seed", type=seed_arg, default=None, metavar="N",

@@ -14,7 +14,15 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from fleet.cli_args import _add_inventory, _add_json, _add_plan, _add_store, _sub, stdout_console
+from fleet.cli_args import (
+    _add_host_lock_wait,
+    _add_inventory,
+    _add_json,
+    _add_plan,
+    _add_store,
+    _sub,
+    stdout_console,
+)
 from fleet.errors import ConfigError
 
 COMPARE_EXAMPLE = """examples:
@@ -68,6 +76,7 @@ def build_compare_parsers(sub: Any, handlers: Mapping[str, Any],
     gate.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                       help="tag the gate's run (repeatable)")
     _add_plan(gate, "recorded")
+    _add_host_lock_wait(gate)
     gate.add_argument("--history", type=int, default=None, metavar="N",
                       help="earlier runs read as history (0: off; default: the suite's "
                            "compare.history, 20)")
@@ -109,11 +118,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from fleet.cli import _inventory_sources
-    from fleet.cli_runs import _RunView, _warn
+    from fleet.cli_progress import RunView as _RunView
+    from fleet.cli_progress import warn as _warn
     from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json
     from fleet.compare.tags import parse_tags, with_defaults
+    from fleet.execute import ExecuteOptions
 
     if args.history is not None and not 0 <= args.history <= 1000:
         raise ConfigError(f"--history {args.history}: must be between 0 and 1000",
@@ -128,7 +139,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
                           args.accept_new_host_keys, args.history, args.max_jobs)
     view = _RunView(as_json=False)
     try:
-        result = run_gate(request, on_event=view.event, on_warning=_warn)
+        result = run_gate(request, on_event=view.event, on_warning=_warn,
+                          options=ExecuteOptions(host_lock_wait_seconds=args.host_lock_wait))
     finally:
         view.close()
     decision = result.decision

@@ -2,37 +2,42 @@
 
 Progress goes to stderr (a rich display on a terminal, else one plain line per event);
 `--json` writes one JSON event per line on stdout (`run`) or one document (`runs`, `show`).
+A closed output pipe (`fleet run ... | head -1`) never stops a run: that output is dropped
+and the run goes on. SIGTERM and SIGHUP stop `fleet run` like Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
-from rich.text import Text
 
-from fleet.cli_args import _add_inventory, _add_json, _add_plan, _add_store, _sub, stdout_console
+from fleet.cli_args import (
+    _add_host_lock_wait,
+    _add_inventory,
+    _add_json,
+    _add_plan,
+    _add_store,
+    _sub,
+    stdout_console,
+)
+from fleet.cli_progress import RunView as _RunView
+from fleet.cli_progress import summary_view, write
+from fleet.cli_progress import warn as _warn
 from fleet.errors import ConfigError
 from fleet.execute_events import (
-    ATTEMPT_STATUSES,
-    AttemptFinished,
-    AttemptStarted,
-    HostQuarantined,
     RunEvent,
-    RunFinished,
-    RunStarted,
-    RunSummary,
     attempt_json,
-    event_json,
     summary_json,
 )
 
@@ -44,8 +49,10 @@ RUN_EXAMPLE = """examples:
   fleet run suite.yml -i inventories/lab.yml --tag branch=main --tag kernel=6.12
   fleet run --resume r20261125-083000-3f2a          # after Ctrl-C, a crash, or failures
 
-Exit codes: 0 every job completed; 1 some failed (see `fleet show RUN_ID`); 2 bad input
-(nothing recorded); 130 interrupted (resume it with --resume).
+Exit codes: 0 every job completed; 1 some failed (see `fleet show RUN_ID`) or a host was
+unreachable (recorded with the run; --allow-unreachable: exit 0 anyway); 2 bad input (nothing
+recorded), or the run is held by a live controller (--resume); 130 interrupted by Ctrl-C,
+SIGTERM or SIGHUP (resume it with --resume).
 """
 RUNS_EXAMPLE = ("examples:\n  fleet runs\n  fleet runs --tag branch=main\n"
                 "  fleet runs --json --store /tmp/fleet.sqlite\n")
@@ -61,8 +68,12 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
     _add_inventory(run)
     _add_store(run, default_store)
     _add_plan(run, "recorded")
+    _add_host_lock_wait(run)
     run.add_argument("--accept-new-host-keys", action="store_true",
                      help="add unknown SSH host keys to known_hosts (changed keys are refused)")
+    run.add_argument("--allow-unreachable", action="store_true",
+                     help="exit 0 although hosts were unreachable or refused (changed key) and "
+                          "left out; they are recorded with the run either way")
     run.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                      help="tag the run (repeatable), e.g. branch=main; date, git_sha (of the "
                           "suite's repository) and fleet_version are recorded by default")
@@ -90,10 +101,8 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fleet.cli import _inventory_sources
     from fleet.compare.load import tag_on_start
     from fleet.compare.tags import parse_tags, with_defaults
-    from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 
     tags = parse_tags(args.tag)
     if not args.resume:
@@ -108,6 +117,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 password=os.environ.get("FLEET_PUSHGATEWAY_PASSWORD"))
         pusher = LivePusher(gateway, _warn)
         on_event = _both(on_event, pusher.event)  # the tags too
+    with _stop_signals_interrupt():
+        report = _start_or_resume(args, on_event)
+    view.close()
+    if pusher is not None:
+        write(sys.stderr, f"fleet: {pusher.summary()}\n")
+    if not args.json:  # rendered first: rich exits 1 itself on a broken pipe
+        console = stdout_console()
+        with console.capture() as captured:
+            console.print(summary_view(report.summary))
+        write(sys.stdout, captured.get())
+    if report.interrupted:
+        write(sys.stderr, f"fleet: interrupted; resume with: fleet run --resume "
+                           f"{report.run_id} --store {report.store_path}\n")
+        return EXIT_INTERRUPTED
+    if report.summary.unreachable and not args.allow_unreachable:
+        return EXIT_PARTIAL
+    return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
+
+
+def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], None]) -> Any:
+    from fleet.cli import _inventory_sources
+    from fleet.execute import ExecuteOptions
+    from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
+
+    options = ExecuteOptions(host_lock_wait_seconds=args.host_lock_wait)
     if args.resume:
         if args.suite is not None or args.seed is not None:
             raise ConfigError("--resume takes no SUITE and no --seed", where="fleet run",
@@ -115,25 +149,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = ResumeRequest(args.resume, args.store,
                                 tuple(map(Path, args.inventory)) if args.inventory else None,
                                 args.limit, args.accept_new_host_keys)
-        report = resume_run(request, on_event=on_event, on_warning=_warn)
-    else:
-        if args.suite is None:
-            raise ConfigError("no suite given", where="fleet run",
-                              hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
-        report = start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
-                                      args.seed, args.store, args.accept_new_host_keys,
-                                      args.max_jobs),
-                           on_event=on_event, on_warning=_warn)
-    view.close()
-    if pusher is not None:
-        sys.stderr.write(f"fleet: {pusher.summary()}\n")
-    if not args.json:
-        stdout_console().print(summary_view(report.summary))
-    if report.interrupted:
-        sys.stderr.write(f"fleet: interrupted; resume with: fleet run --resume {report.run_id}"
-                         f" --store {report.store_path}\n")
-        return EXIT_INTERRUPTED
-    return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
+        return resume_run(request, on_event=on_event, on_warning=_warn, options=options)
+    if args.suite is None:
+        raise ConfigError("no suite given", where="fleet run",
+                          hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
+    return start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
+                                args.seed, args.store, args.accept_new_host_keys,
+                                args.max_jobs),
+                     on_event=on_event, on_warning=_warn, options=options)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP act as Ctrl-C does (KeyboardInterrupt: exit 130) for the whole
+    command; while jobs run, the executor handles all three alike (fleet.execute)."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 def _both(first: Callable[[RunEvent], None],
@@ -143,122 +181,6 @@ def _both(first: Callable[[RunEvent], None],
         second(event)
 
     return both
-
-
-def _warn(text: str) -> None:
-    sys.stderr.write(f"fleet: warning: {text}\n")
-
-
-
-class _RunView:
-    """Events -> JSON lines on stdout (--json) and progress on stderr."""
-
-    def __init__(self, *, as_json: bool) -> None:
-        self._json = as_json
-        self._progress: _LiveProgress | None = _LiveProgress() if sys.stderr.isatty() else None
-
-    def event(self, event: RunEvent) -> None:
-        if self._json:
-            data = event_json(event)
-            if data is not None:
-                sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
-                sys.stdout.flush()
-        if self._progress is not None:
-            self._progress.event(event)
-        else:
-            line = plain_line(event)
-            if line is not None:
-                sys.stderr.write(f"fleet: {line}\n")
-                sys.stderr.flush()
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-def plain_line(event: RunEvent) -> str | None:
-    """One log line per event (None: not worth a line)."""
-    if isinstance(event, RunStarted):
-        verb = "resuming" if event.resumed else "run"
-        return (f"{verb} {event.run_id} of {event.suite}: {event.jobs_pending} of "
-                f"{event.jobs_total} jobs on {len(event.host_jobs)} host(s), seed {event.seed}")
-    if isinstance(event, AttemptFinished):
-        a = event.attempt
-        text = (f"{a.host} {a.job.text} #{a.attempt_no}: {a.status} "
-                f"in {a.duration_seconds:.2f}s")
-        return f"{text}: {a.error}" if a.error else text
-    if isinstance(event, HostQuarantined):
-        return (f"{event.host} quarantined: {event.reason}; {len(event.moved)} job(s) moved, "
-                f"{len(event.failed)} failed")
-    if isinstance(event, RunFinished):
-        s = event.summary
-        return (f"run {s.run_id} {s.status}: {s.jobs_completed}/{s.jobs_total} jobs completed,"
-                f" {s.jobs_failed} failed, {len(s.skipped)} case(s) skipped")
-    return None
-
-
-class _LiveProgress:
-    """A rich progress display on stderr: the run overall and one line per host."""
-
-    def __init__(self) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                                  console=Console(stderr=True), transient=False)
-        self._overall: TaskID | None = None
-        self._hosts: dict[str, TaskID] = {}
-        self._progress.start()
-
-    def event(self, event: RunEvent) -> None:
-        p = self._progress
-        if isinstance(event, RunStarted):
-            self._overall = p.add_task(f"{event.run_id}", total=event.jobs_pending, note="")
-            for host, jobs in event.host_jobs:
-                self._hosts[host] = p.add_task(f"  {host}", total=jobs, note="")
-        elif isinstance(event, AttemptStarted) and event.host in self._hosts:
-            p.update(self._hosts[event.host], note=f"{event.job.text} #{event.attempt_no}")
-        elif isinstance(event, AttemptFinished):
-            self._finished(event)
-        elif isinstance(event, HostQuarantined) and event.host in self._hosts:
-            p.update(self._hosts[event.host], note=f"[red]quarantined: {event.reason}")
-            p.console.print(f"[red]{plain_line(event)}")
-
-    def _finished(self, event: AttemptFinished) -> None:
-        a = event.attempt
-        task = self._hosts.get(a.host)
-        if task is not None:
-            total = self._progress.tasks[task].total or 0
-            done = self._progress.tasks[task].completed + 1
-            self._progress.update(task, completed=done, total=max(total, done), note="")
-        if self._overall is not None and a.status != "interrupted":
-            self._progress.advance(self._overall)
-        if a.status != "completed":
-            self._progress.console.print(f"[yellow]{plain_line(event)}")
-
-    def stop(self) -> None:
-        self._progress.stop()
-
-
-def summary_view(summary: RunSummary) -> Group:
-    """Per host: attempts by status; then jobs, failures and skips with their reasons."""
-    head = (f"run {summary.run_id} ({summary.suite}): {summary.status}, "
-            f"{summary.jobs_completed}/{summary.jobs_total} jobs completed, "
-            f"{summary.jobs_failed} failed, {len(summary.skipped)} case(s) skipped")
-    table = Table(title_justify="left")
-    table.add_column("host")
-    for status in ATTEMPT_STATUSES:
-        table.add_column(status, justify="right")
-    for tally in summary.hosts:
-        table.add_row(tally.host, *(str(tally.attempts.get(s, 0)) for s in ATTEMPT_STATUSES))
-    return Group(Text(head), table, Text(_caption(summary)))
-
-
-def _caption(summary: RunSummary) -> str:
-    lines = [f"failed {f.job} on {f.host} ({f.status}): {f.reason}" for f in summary.failures]
-    lines += [f"skipped case {c}: {r}" for c, r in summary.skipped]
-    if summary.jobs_not_run:
-        lines.append(f"{summary.jobs_not_run} job(s) not run yet: fleet run --resume "
-                     f"{summary.run_id}")
-    return "\n".join(lines)
 
 
 # ---- fleet runs / fleet show --------------------------------------------------------------
@@ -318,7 +240,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "jobs": [j.text for j in detail.jobs],
                 "attempts": [{**attempt_json(a.attempt), "attempt_id": a.attempt_id,
                               "samples": _samples_json(counts.get(a.attempt_id, {}))}
-                             for a in detail.attempts]}
+                             for a in detail.attempts],
+                "in_flight": [{"job": c.job.text, "host": c.host, "attempt_no": c.attempt_no,
+                               "started_at_unix_seconds": c.started_at_unix_seconds}
+                              for c in detail.in_flight]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return EXIT_OK
     console = stdout_console()
@@ -360,6 +285,9 @@ def _attempts_view(detail: Any) -> Table:
         table.add_row(a.job.text, a.host, str(a.attempt_no), a.status,
                       f"{a.duration_seconds:.2f}", "-" if a.exit_code is None else
                       str(a.exit_code), note)
+    for c in detail.in_flight:  # claimed, no attempt yet: running, or its controller died
+        table.add_row(c.job.text, c.host, str(c.attempt_no), "in flight", "", "-",
+                      f"since {_local_time(c.started_at_unix_seconds)}")
     return table
 
 

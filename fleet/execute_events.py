@@ -94,6 +94,7 @@ class RunSummary:
     hosts: tuple[HostTally, ...]
     skipped: tuple[tuple[str, str], ...]  # (case_id, reason)
     failures: tuple[JobFailure, ...]  # last attempt of each job that never completed
+    unreachable: tuple[tuple[str, str], ...] = ()  # (host, reason): hosts the run could not use
 
     @property
     def all_completed(self) -> bool:
@@ -137,7 +138,7 @@ def summarize(detail: RunDetail) -> RunSummary:
         jobs_not_run=len(detail.jobs) - jobs_done - len(failures),
         hosts=tuple(HostTally(h, {s: c[s] for s in ATTEMPT_STATUSES if c[s]})
                     for h, c in sorted(tallies.items())),
-        skipped=detail.skipped, failures=failures)
+        skipped=detail.skipped, failures=failures, unreachable=detail.unreachable)
 
 
 # ---- JSON ----------------------------------------------------------------------------------
@@ -169,6 +170,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "skipped": [{"case_id": c, "reason": r} for c, r in summary.skipped],
         "failures": [{"job": f.job, "host": f.host, "status": f.status, "reason": f.reason}
                      for f in summary.failures],
+        "unreachable": [{"host": h, "reason": r} for h, r in summary.unreachable],
     }
 
 

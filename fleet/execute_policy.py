@@ -141,7 +141,8 @@ def judge(case: Case, workload: Workload, outcome: RunOutcome) -> Verdict:
 
 def _failure(case: Case, outcome: RunOutcome) -> Verdict | None:
     if outcome.cancelled:
-        return Verdict("interrupted", "interrupted: the run was cancelled (Ctrl-C)")
+        return Verdict("interrupted",
+                       "interrupted: the run was cancelled (Ctrl-C, SIGTERM or SIGHUP)")
     if outcome.spawn_error is not None:
         return Verdict("failed", f"cannot start the workload: {outcome.spawn_error}")
     if outcome.timed_out:

@@ -225,7 +225,8 @@ class HostWorker:
         knobs = self._restore(session)
         if outcome is not None:
             return _Ran(outcome, knobs, None, None if collector is None else collector.result())
-        why = "the run was cancelled (Ctrl-C)" if go else "stopped before the workload started"
+        why = ("the run was cancelled (Ctrl-C, SIGTERM or SIGHUP)" if go
+               else "stopped before the workload started")
         return _Ran(None, knobs, Verdict("interrupted", f"interrupted: {why}"))
 
     def _restore(self, session: HostSession) -> tuple[KnobState, ...]:

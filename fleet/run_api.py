@@ -4,6 +4,11 @@ A new run: validate the suite and the inventory, gather facts (stored), plan, an
 record the run (so bad input writes nothing), then execute. A resumed run re-plans nothing:
 it reads the suite text and plan JSON from the store and runs the jobs without a completed
 attempt, numbering new attempts after the old ones.
+
+Each run has one live controller (fleet.run_owner): a new run is owned from the transaction
+that records it, a resume takes it (refused while its owner lives), the controller beats
+while it runs and releases it at the end. Hosts the run could not use (unreachable, changed
+host key, not in the inventory) are recorded with the run and counted in its summary.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fleet import __version__
-from fleet.errors import TransportError
+from fleet.errors import StoreError, TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_events import (
+    AttemptStarted,
     RunEvent,
     RunFinished,
     RunStarted,
@@ -43,7 +51,19 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
-from fleet.runs import Attempt, RunDetail, RunInfo
+from fleet.run_owner import (
+    HEARTBEAT_EVERY_SECONDS,
+    Owner,
+    alive_here,
+    claim_job,
+    heartbeat,
+    release_run,
+    run_owners,
+    shown_status,
+    take_run,
+    this_controller,
+)
+from fleet.runs import Attempt, Claim, RunDetail, RunInfo
 from fleet.schedule import Candidate
 from fleet.store import Store
 from fleet.store_runs import (
@@ -55,6 +75,7 @@ from fleet.store_runs import (
     run_suite_text,
     sample_counts,
     set_run_status,
+    set_unreachable,
 )
 from fleet.suite import Suite, parse_suite
 from fleet.workloads.located import read_suite_text
@@ -109,6 +130,7 @@ class _Prepared:
     facts: Mapping[str, Facts]
     connections: Connections
     resumed: bool
+    owner: Owner
 
 
 # ---- a new run --------------------------------------------------------------------------------
@@ -128,22 +150,26 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
         on_warning(warning)
     connections = Connections(accept_new_host_keys=request.accept_new_host_keys)
     try:
-        facts = _gather(inventory.hosts, connections, on_warning, require_one=True)
+        facts, unreachable = _gather(inventory.hosts, connections, on_warning, require_one=True)
         with Store.open(request.store_path) as store:
             store.save_snapshots(inventory.hosts, list(facts.values()))
+            owner = this_controller(time.time())
             info, plan_data = _record_new_run(store, request, suite, text,
-                                              hosts=inventory.hosts, facts=facts)
-            prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts, connections,
-                                 resumed=False)
-            return _execute(store, prepared, on_event=on_event, options=options)
+                                              hosts=inventory.hosts, facts=facts,
+                                              owner=owner, unreachable=unreachable)
+            with _owning(store, info.run_id, owner):
+                prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts,
+                                     connections, resumed=False, owner=owner)
+                return _execute(store, prepared, on_event=on_event, options=options)
     finally:
         connections.close_unused()
 
 
 def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, *,
-                    hosts: Sequence[Host], facts: Mapping[str, Facts]
-                    ) -> tuple[RunInfo, dict[str, Any]]:
-    """Plan (ConfigError when nothing can run), then record the run with its jobs and skips."""
+                    hosts: Sequence[Host], facts: Mapping[str, Facts], owner: Owner,
+                    unreachable: Sequence[tuple[str, str]]) -> tuple[RunInfo, dict[str, Any]]:
+    """Plan (ConfigError when nothing can run), then record the run with its jobs, skips,
+    unreachable hosts and owner."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed,
                       max_jobs=request.max_jobs)
@@ -158,7 +184,8 @@ def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, 
                cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
                       for c in plan.cases],
                jobs=plan_jobs(plan_data, {c.case_id: c for c in plan.cases}),
-               skipped=[(s.case_id, s.reason) for s in plan.skipped])
+               skipped=[(s.case_id, s.reason) for s in plan.skipped], owner=owner,
+               unreachable=unreachable)
     return info, plan_data
 
 
@@ -167,9 +194,11 @@ def _sha256(text: str) -> str:
 
 
 def _gather(hosts: Sequence[Host], connections: Connections, on_warning: WarningSink, *,
-            require_one: bool) -> dict[str, Facts]:
-    """Facts of the reachable hosts, over connections the executor then keeps using."""
+            require_one: bool) -> tuple[dict[str, Facts], list[tuple[str, str]]]:
+    """Facts of the reachable hosts, over connections the executor then keeps using, and
+    (host, reason) of the others."""
     outcomes = gather_facts(hosts, connector=connections.connector)
+    unreachable = [(o.host, o.error or "no facts") for o in outcomes if o.facts is None]
     for outcome in outcomes:
         if outcome.error is not None:
             on_warning(f"unreachable, not used: {outcome.error}")
@@ -179,7 +208,16 @@ def _gather(hosts: Sequence[Host], connections: Connections, on_warning: Warning
         raise TransportError(f"no host is reachable ({reasons})", where="inventory",
                              hint="check the inventory, --limit and the hosts; nothing was "
                                   "recorded")
-    return facts
+    return facts, unreachable
+
+
+@contextmanager
+def _owning(store: Store, run_id: str, owner: Owner) -> Iterator[None]:
+    """The run is ``owner``'s until the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        release_run(store, run_id, owner)
 
 
 # ---- resume -----------------------------------------------------------------------------------
@@ -187,34 +225,54 @@ def _gather(hosts: Sequence[Host], connections: Connections, on_warning: Warning
 
 def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: WarningSink,
                options: ExecuteOptions | None = None) -> RunReport:
-    """Run the recorded run's jobs that have no completed attempt (unknown id: StoreError)."""
-    with Store.open(request.store_path) as store:
-        detail = load_run(store, request.run_id)
-        suite_text, plan_json = run_suite_text(store, request.run_id)
-        info = detail.info
-        suite = parse_suite(suite_text, source=f"{info.suite_path} (recorded in {info.run_id})")
-        plan_data: dict[str, Any] = json.loads(plan_json)
-        sources = request.inventory_sources or tuple(Path(p) for p in info.inventory)
-        limit = request.limit if request.inventory_sources else info.limit_pattern
-        inventory = load_inventory(list(sources), limit=limit)
-        for warning in inventory.warnings:
-            on_warning(warning)
-        planned = set(plan_queues(plan_data))
-        hosts = tuple(h for h in inventory.hosts if h.name in planned)
-        for name in sorted(planned - {h.name for h in hosts}):
-            on_warning(f"{name}: planned host not in the inventory; its jobs go elsewhere or "
-                       "fail")
-        connections = Connections(accept_new_host_keys=request.accept_new_host_keys)
-        try:
-            facts = _gather(hosts, connections, on_warning, require_one=False)
-            store.save_snapshots(hosts, list(facts.values()))
-            known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
-            set_run_status(store, info.run_id, "running", None)
-            prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts}, connections,
-                                 resumed=True)
-            return _execute(store, prepared, on_event=on_event, options=options)
-        finally:
-            connections.close_unused()
+    """Run the recorded run's jobs that have no completed attempt (unknown id: StoreError;
+    a run whose controller is alive: StoreError naming it)."""
+    with Store.open(request.store_path, create=False) as store:
+        info = load_run(store, request.run_id).info
+        owner = this_controller(time.time())
+        holder = take_run(store, info.run_id, owner)
+        if holder is not None:
+            raise StoreError(f"run {info.run_id} is being run by {holder.line()}",
+                             where=str(store.path),
+                             hint=f"wait for it, or stop that controller (kill -TERM "
+                                  f"{holder.pid} on {holder.host_name}); a crashed run "
+                                  "can be resumed")
+        with _owning(store, info.run_id, owner):
+            return _resume_owned(store, request, info, owner, on_event=on_event,
+                                 on_warning=on_warning, options=options)
+
+
+def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Owner, *,
+                  on_event: EventSink, on_warning: WarningSink,
+                  options: ExecuteOptions | None) -> RunReport:
+    suite_text, plan_json = run_suite_text(store, info.run_id)
+    suite = parse_suite(suite_text, source=f"{info.suite_path} (recorded in {info.run_id})")
+    plan_data: dict[str, Any] = json.loads(plan_json)
+    sources = request.inventory_sources or tuple(Path(p) for p in info.inventory)
+    limit = request.limit if request.inventory_sources else info.limit_pattern
+    inventory = load_inventory(list(sources), limit=limit)
+    for warning in inventory.warnings:
+        on_warning(warning)
+    planned = set(plan_queues(plan_data))
+    hosts = tuple(h for h in inventory.hosts if h.name in planned)
+    missing = [(name, "planned host not in the inventory")
+               for name in sorted(planned - {h.name for h in hosts})]
+    for name, _ in missing:
+        on_warning(f"{name}: planned host not in the inventory; its jobs go elsewhere or "
+                   "fail")
+    connections = Connections(accept_new_host_keys=request.accept_new_host_keys)
+    try:
+        facts, unreachable = _gather(hosts, connections, on_warning, require_one=False)
+        store.save_snapshots(hosts, list(facts.values()))
+        set_unreachable(store, info.run_id, reachable=list(facts),
+                        unreachable=unreachable + missing, now_unix_seconds=time.time())
+        known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
+        set_run_status(store, info.run_id, "running", None)
+        prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts}, connections,
+                             resumed=True, owner=owner)
+        return _execute(store, prepared, on_event=on_event, options=options)
+    finally:
+        connections.close_unused()
 
 
 # ---- the shared part: execute and summarise -----------------------------------------------
@@ -239,7 +297,9 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
                         tuple((h, len(q)) for h, q in execution.queues.items()),
                         len(detail.jobs), len(pending), run.resumed, str(store.path)))
     result = execute(execution, openers, record=lambda a: _record(store, a),
-                     on_event=on_event, options=options)
+                     on_event=on_event, options=options,
+                     claim=lambda e: _claim(store, e),
+                     tick=_Heartbeat(store, info.run_id, run.owner).tick)
     done = load_run(store, info.run_id)
     status = final_status(len(done.completed_jobs()), len(done.jobs),
                           interrupted=result.interrupted)
@@ -253,24 +313,55 @@ def _record(store: Store, attempt: Attempt) -> None:
     record_attempt(store, attempt)
 
 
+def _claim(store: Store, started: AttemptStarted) -> None:
+    claim_job(store, started.run_id, Claim(started.job, started.host, started.attempt_no,
+                                           time.time()))
+
+
+class _Heartbeat:
+    """The owner's heartbeat, refreshed at most every HEARTBEAT_EVERY_SECONDS from the
+    executor's loop; a busy store only delays it (the next tick tries again)."""
+
+    def __init__(self, store: Store, run_id: str, owner: Owner) -> None:
+        self._store, self._run_id, self._owner = store, run_id, owner
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last < HEARTBEAT_EVERY_SECONDS:
+            return
+        self._last = time.monotonic()
+        try:
+            heartbeat(self._store, self._run_id, self._owner, time.time())
+        except sqlite3.OperationalError:
+            return
+
+
 # ---- runs and show ----------------------------------------------------------------------------
 
 
 def run_listing(store_path: Path) -> tuple[RunListing, ...]:
-    with Store.open(store_path) as store:
+    """Every run; a running one whose controller is gone has status ``crashed``."""
+    with Store.open_read(store_path) as store:
         counts = run_job_counts(store)
-        return tuple(RunListing(info, *counts.get(info.run_id, (0, 0)))
+        owners = run_owners(store)
+        return tuple(RunListing(_shown(info, owners), *counts.get(info.run_id, (0, 0)))
                      for info in list_runs(store))
 
 
 def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
     """One run from the store alone (unknown id: StoreError)."""
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         detail = load_run(store, run_id)
+        detail = replace(detail, info=_shown(detail.info, run_owners(store)))
     return detail, summarize(detail)
+
+
+def _shown(info: RunInfo, owners: Mapping[str, Owner]) -> RunInfo:
+    status = shown_status(info.status, owners.get(info.run_id), alive_here)
+    return info if status == info.status else replace(info, status="crashed")
 
 
 def run_sample_counts(store_path: Path, run_id: str) -> dict[int, dict[str, int]]:
     """attempt id -> {series: points stored} (the sampled series, summarised)."""
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         return sample_counts(store, run_id)

@@ -6,12 +6,13 @@ Stdlib only. A job is one planned execution: (case, repetition, host) for spread
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from fleet.model import Measurement
 
-RunStatus = Literal["running", "completed", "incomplete", "interrupted", "failed"]
+RunStatus = Literal["running", "completed", "incomplete", "interrupted", "failed", "crashed"]
+# "crashed" is never stored: it is how a "running" run whose controller is gone is shown
 AttemptStatus = Literal["completed", "failed", "timeout", "error", "interrupted"]
 ANY_HOST = "*"
 
@@ -106,12 +107,24 @@ class StoredAttempt:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A job a controller started and has recorded no attempt for yet (fleet.run_owner)."""
+
+    job: JobKey
+    host: str
+    attempt_no: int
+    started_at_unix_seconds: float
+
+
+@dataclass(frozen=True)
 class RunDetail:
     info: RunInfo
     jobs: tuple[JobKey, ...]
     attempts: tuple[StoredAttempt, ...]
     skipped: tuple[tuple[str, str], ...]  # (case_id, reason)
     cases: tuple[tuple[str, str, str], ...]  # (case_id, workload, params as JSON)
+    unreachable: tuple[tuple[str, str], ...] = ()  # (host, reason): hosts the run could not use
+    in_flight: tuple[Claim, ...] = ()  # claimed jobs without an attempt (running, or crashed)
 
     def completed_jobs(self) -> frozenset[JobKey]:
         return frozenset(a.attempt.job for a in self.attempts if a.attempt.status == "completed")
@@ -119,3 +132,14 @@ class RunDetail:
     def pending_jobs(self) -> tuple[JobKey, ...]:
         done = self.completed_jobs()
         return tuple(j for j in self.jobs if j not in done)
+
+    def one_completed_per_job(self) -> RunDetail:
+        """Without the older completed attempts of a job that has several (two controllers
+        on one run before run ownership existed): results count once per job."""
+        latest: dict[JobKey, int] = {}
+        for s in self.attempts:
+            if s.attempt.status == "completed":
+                latest[s.attempt.job] = max(latest.get(s.attempt.job, 0), s.attempt_id)
+        kept = tuple(s for s in self.attempts if s.attempt.status != "completed"
+                     or latest[s.attempt.job] == s.attempt_id)
+        return self if len(kept) == len(self.attempts) else replace(self, attempts=kept)

@@ -2,6 +2,13 @@
 
 Every write is one transaction (BEGIN IMMEDIATE ... COMMIT): a failure leaves nothing half-written.
 Secrets are never stored: hosts are recorded by name, address, port, user and connection only.
+
+A fleet store carries SQLite's ``application_id`` (APPLICATION_ID). ``Store.open`` is for
+commands that write: it creates a missing store (and its directory), migrates it, and stamps
+the id on stores made before the id existed; it refuses any other non-empty file, so fleet
+never adds its tables to someone else's database. ``Store.open_read`` is for commands that
+only read: ``mode=ro``, no directory, no WAL switch, no migration; it refuses a missing file,
+a file that is not a fleet store, and a schema older than the reader needs.
 """
 
 from __future__ import annotations
@@ -17,119 +24,12 @@ from types import TracebackType
 from fleet.codec import facts_from_json_data, facts_to_json_data
 from fleet.errors import StoreError
 from fleet.model import Facts, Host
+from fleet.store_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE hosts (
-        name TEXT PRIMARY KEY,
-        address TEXT NOT NULL,
-        port INTEGER NOT NULL,
-        user_name TEXT,
-        connection TEXT NOT NULL,
-        first_seen_unix_seconds REAL NOT NULL,
-        last_seen_unix_seconds REAL NOT NULL
-    );
-    CREATE TABLE facts_snapshots (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        host TEXT NOT NULL REFERENCES hosts(name),
-        collected_at_unix_seconds REAL NOT NULL,
-        fingerprint TEXT NOT NULL,
-        format_version INTEGER NOT NULL,
-        facts_json TEXT NOT NULL
-    );
-    CREATE INDEX facts_snapshots_host_time ON facts_snapshots(host, collected_at_unix_seconds);
-    """,
-    """
-    CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        suite TEXT NOT NULL,
-        suite_path TEXT NOT NULL,
-        suite_sha256 TEXT NOT NULL,
-        suite_text TEXT NOT NULL,
-        seed INTEGER NOT NULL,
-        inventory_json TEXT NOT NULL,
-        limit_pattern TEXT,
-        fleet_version TEXT NOT NULL,
-        created_at_unix_seconds REAL NOT NULL,
-        finished_at_unix_seconds REAL,
-        status TEXT NOT NULL,
-        plan_json TEXT NOT NULL
-    );
-    CREATE TABLE run_cases (
-        run_id TEXT NOT NULL REFERENCES runs(run_id),
-        case_id TEXT NOT NULL,
-        workload TEXT NOT NULL,
-        params_json TEXT NOT NULL,
-        PRIMARY KEY (run_id, case_id)
-    );
-    CREATE TABLE run_jobs (
-        run_id TEXT NOT NULL REFERENCES runs(run_id),
-        job_key TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        PRIMARY KEY (run_id, job_key)
-    );
-    CREATE TABLE run_skips (
-        run_id TEXT NOT NULL REFERENCES runs(run_id),
-        case_id TEXT NOT NULL,
-        reason TEXT NOT NULL
-    );
-    CREATE TABLE attempts (
-        attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT NOT NULL REFERENCES runs(run_id),
-        job_key TEXT NOT NULL,
-        host TEXT NOT NULL,
-        attempt_no INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        started_at_unix_seconds REAL NOT NULL,
-        ended_at_unix_seconds REAL NOT NULL,
-        exit_code INTEGER,
-        signal INTEGER,
-        stdout TEXT NOT NULL,
-        stderr TEXT NOT NULL,
-        stdout_truncated INTEGER NOT NULL,
-        stderr_truncated INTEGER NOT NULL,
-        fingerprint TEXT,
-        knobs_json TEXT NOT NULL,
-        error TEXT
-    );
-    CREATE INDEX attempts_run ON attempts(run_id, job_key);
-    CREATE TABLE results (
-        attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
-        metric TEXT NOT NULL,
-        value REAL,
-        unit TEXT NOT NULL,
-        labels_json TEXT NOT NULL
-    );
-    CREATE INDEX results_attempt ON results(attempt_id);
-    """,
-    # 3: the sampler's series per attempt (fleet.sampling: at most 600 points per series and
-    # attempt) and a free-text note per attempt (kernel log problems, unreadable inputs)
-    """
-    CREATE TABLE samples (
-        attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
-        series TEXT NOT NULL,
-        labels_json TEXT NOT NULL,
-        monotonic_seconds REAL NOT NULL,
-        wall_unix_seconds REAL NOT NULL,
-        value REAL
-    );
-    CREATE INDEX samples_attempt ON samples(attempt_id, series);
-    ALTER TABLE attempts ADD COLUMN notes TEXT;
-    """,
-    # 4: run tags (fleet run --tag KEY=VALUE, plus date / git_sha / fleet_version), one value
-    # per key and run; baselines and history select runs by them
-    """
-    CREATE TABLE run_tags (
-        run_id TEXT NOT NULL REFERENCES runs(run_id),
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (run_id, key)
-    );
-    CREATE INDEX run_tags_key_value ON run_tags(key, value);
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreInfo",
+           "StoredSnapshot"]
+
+_FIRST_TABLES = frozenset({"hosts", "facts_snapshots"})  # what migration 1 creates
 
 
 @dataclass(frozen=True)
@@ -158,16 +58,26 @@ class Store:
         self._conn = conn
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """For writing: create (``create``) or migrate a fleet store; refuse other files."""
         where = str(path)
+        if not path.exists():
+            if not create:
+                raise _missing(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's directory: {exc.strerror}",
+                                 where=where, hint="pass a writable path with --store") from None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store: {exc}", where=where,
                              hint="pass a writable path with --store") from exc
         store = cls(path, conn)
         try:
+            if _kind(conn) == "foreign":
+                raise _foreign(path)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -180,6 +90,46 @@ class Store:
             conn.close()
             raise
         return store
+
+    @classmethod
+    def open_read(cls, path: Path, *, oldest: int = SCHEMA_VERSION,
+                  any_thread: bool = False) -> Store:
+        """For reading only (``mode=ro``): a fleet store of schema ``oldest`` or newer up to
+        this fleet's. ``any_thread``: the connection may be used from any thread (one at a
+        time)."""
+        if not path.is_file():
+            raise _missing(path) if not path.exists() else _foreign(path)
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=30.0,
+                                   check_same_thread=not any_thread)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store: {exc}", where=str(path),
+                             hint="check the path and its permissions") from exc
+        store = cls(path, conn)
+        try:
+            store._check_readable(oldest)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"not a readable fleet store: {exc}", where=str(path),
+                             hint="pass another file with --store") from exc
+        except StoreError:
+            conn.close()
+            raise
+        return store
+
+    def _check_readable(self, oldest: int) -> None:
+        if _kind(self._conn) not in ("fleet", "legacy"):
+            raise _foreign(self.path)
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise _newer(self.path, version)
+        if version < oldest:
+            raise StoreError(
+                f"store schema version {version} is older than this fleet reads ({oldest})",
+                where=str(self.path),
+                hint="any command that writes migrates it, e.g. `fleet facts --store "
+                     f"{self.path}`; reading commands never change a store")
 
     def __enter__(self) -> Store:
         return self
@@ -217,16 +167,21 @@ class Store:
         return int(row[0])
 
     def _migrate(self) -> None:
-        current = self.schema_version()
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"store schema version {current} is newer than this fleet knows ({SCHEMA_VERSION})",
-                where=str(self.path), hint="upgrade fleet, or use another --store")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        """Apply the missing migrations, each in its own transaction that re-reads the
+        version (two writers opening a new store at once apply each migration once); stamp
+        the application id on stores made before it existed."""
+        while True:
             with self._transaction() as conn:
-                for statement in _statements(MIGRATIONS[version - 1]):
+                current = self.schema_version()
+                if current > SCHEMA_VERSION:
+                    raise _newer(self.path, current)
+                if int(conn.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                if current == SCHEMA_VERSION:
+                    return
+                for statement in _statements(MIGRATIONS[current]):
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute(f"PRAGMA user_version = {int(current + 1)}")
 
     def save_snapshots(self, hosts: Sequence[Host], facts: Sequence[Facts]) -> tuple[int, ...]:
         """Record hosts and their facts snapshots in one transaction; returns snapshot ids."""
@@ -274,6 +229,39 @@ def _upsert_host(conn: sqlite3.Connection, host: Host, seen_unix_seconds: float)
         " last_seen_unix_seconds = excluded.last_seen_unix_seconds",
         (host.name, host.address, host.port, host.user, host.connection,
          seen_unix_seconds, seen_unix_seconds))
+
+
+def _kind(conn: sqlite3.Connection) -> str:
+    """fleet (our application id), legacy (a fleet store from before the id: migrated, with
+    fleet's first tables), empty (a new database), or foreign (anything else)."""
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if app_id == APPLICATION_ID:
+        return "fleet"
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    names = {str(r[0]) for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+    if app_id == 0 and version > 0 and names >= _FIRST_TABLES:
+        return "legacy"
+    if app_id == 0 and version == 0 and not names:
+        return "empty"
+    return "foreign"
+
+
+def _missing(path: Path) -> StoreError:
+    return StoreError(f"no fleet store at {path}",
+                      hint="run `fleet facts` or `fleet run` first, or pass --store")
+
+
+def _foreign(path: Path) -> StoreError:
+    return StoreError("not a fleet store (another file or database; fleet never adds its "
+                      "tables to it)", where=str(path),
+                      hint="pass a fleet store, or a new path, with --store")
+
+
+def _newer(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"store schema version {version} is newer than this fleet knows ({SCHEMA_VERSION})",
+        where=str(path), hint="upgrade fleet, or use another --store")
 
 
 def _statements(script: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from fleet.errors import StoreError
 from fleet.model import Measurement
+from fleet.run_owner import Owner, claims, insert_owner, unclaim
 from fleet.runs import (
     Attempt,
     JobKey,
@@ -34,8 +35,10 @@ _RUN_COLUMNS = ("run_id, suite, suite_path, suite_sha256, seed, inventory_json, 
 
 def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
                cases: Sequence[tuple[str, str, str]], jobs: Sequence[JobKey],
-               skipped: Sequence[tuple[str, str]]) -> None:
-    """Record a new run with its cases (id, workload, params JSON), jobs and skips, atomically."""
+               skipped: Sequence[tuple[str, str]], owner: Owner | None = None,
+               unreachable: Sequence[tuple[str, str]] = ()) -> None:
+    """Record a new run with its cases (id, workload, params JSON), jobs, skips, the hosts it
+    could not use (host, reason) and its owner (fleet.run_owner), atomically."""
     try:
         with store.transaction() as conn:
             conn.execute(
@@ -51,14 +54,19 @@ def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
                              [(info.run_id, j.text, i) for i, j in enumerate(jobs)])
             conn.executemany("INSERT INTO run_skips VALUES (?, ?, ?)",
                              [(info.run_id, *s) for s in skipped])
+            _add_unreachable(conn, info.run_id, unreachable, info.created_at_unix_seconds)
+            if owner is not None:
+                insert_owner(conn, info.run_id, owner)
     except sqlite3.IntegrityError as exc:
         raise StoreError(f"run {info.run_id} cannot be recorded: {exc}", where=str(store.path),
                          hint="run ids are unique; nothing was written") from exc
 
 
 def record_attempt(store: Store, attempt: Attempt) -> int:
-    """Write one attempt and its measurements in one transaction; returns its id."""
+    """Write one attempt and its measurements, and drop its job's claim, in one transaction;
+    returns its id."""
     with store.transaction() as conn:
+        unclaim(conn, attempt.run_id, attempt.job, attempt.attempt_no)
         cur = conn.execute(
             "INSERT INTO attempts (run_id, job_key, host, attempt_no, status,"
             " started_at_unix_seconds, ended_at_unix_seconds, exit_code, signal, stdout, stderr,"
@@ -134,7 +142,30 @@ def load_run(store: Store, run_id: str) -> RunDetail:
     if row is None:
         raise _unknown_run(store, run_id)
     jobs, skipped, cases = run_plan_rows(conn, run_id)
-    return RunDetail(_run_info(row), jobs, _attempts(conn, run_id), skipped, cases)
+    return RunDetail(_run_info(row), jobs, _attempts(conn, run_id), skipped, cases,
+                     run_unreachable(conn, run_id), claims(conn, run_id))
+
+
+def run_unreachable(conn: sqlite3.Connection, run_id: str) -> tuple[tuple[str, str], ...]:
+    """(host, reason) of each host the run could not use, by host."""
+    return tuple((str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT host, reason FROM run_unreachable WHERE run_id = ? ORDER BY host", (run_id,)))
+
+
+def set_unreachable(store: Store, run_id: str, *, reachable: Sequence[str],
+                    unreachable: Sequence[tuple[str, str]], now_unix_seconds: float) -> None:
+    """A resume's view of its hosts: the reachable ones are no longer recorded unreachable,
+    the unreachable ones are (with this reason)."""
+    with store.transaction() as conn:
+        conn.executemany("DELETE FROM run_unreachable WHERE run_id = ? AND host = ?",
+                         [(run_id, h) for h in reachable])
+        _add_unreachable(conn, run_id, unreachable, now_unix_seconds)
+
+
+def _add_unreachable(conn: sqlite3.Connection, run_id: str,
+                     unreachable: Sequence[tuple[str, str]], now_unix_seconds: float) -> None:
+    conn.executemany("INSERT OR REPLACE INTO run_unreachable VALUES (?, ?, ?, ?)",
+                     [(run_id, h, why, now_unix_seconds) for h, why in unreachable])
 
 
 def run_plan_rows(conn: sqlite3.Connection, run_id: str) -> tuple[
@@ -191,9 +222,16 @@ class CompletedAttempt(NamedTuple):
     # (metric, value, unit, sorted labels); value None: missing
 
 
+# one completed attempt per job, the latest: a job completed twice (two controllers on one
+# run before run ownership existed) counts once
+_LATEST_COMPLETED = ("SELECT MAX(attempt_id) FROM attempts WHERE run_id = ?"
+                     " AND status = 'completed' GROUP BY job_key")
+
+
 def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedAttempt, ...]]:
-    """A run's completed attempts with their results and knobs (quicker than load_run: no
-    output, no frozen records per row). StoreError when the run is unknown."""
+    """A run's completed attempts (the latest of each job) with their results and knobs
+    (quicker than load_run: no output, no frozen records per row). StoreError when the run
+    is unknown."""
     conn = store.connection
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608
                        (run_id,)).fetchone()
@@ -202,17 +240,18 @@ def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedA
     labels: dict[str, tuple[tuple[str, str], ...]] = {}
     results: dict[int, list[tuple[str, float | None, str, tuple[tuple[str, str], ...]]]] = {}
     for r in conn.execute(
-            "SELECT r.attempt_id, r.metric, r.value, r.unit, r.labels_json FROM results r"
-            " JOIN attempts a ON a.attempt_id = r.attempt_id WHERE a.run_id = ?"
-            " AND a.status = 'completed' ORDER BY r.rowid", (run_id,)):
+            "SELECT r.attempt_id, r.metric, r.value, r.unit, r.labels_json FROM results r"  # noqa: S608
+            f" WHERE r.attempt_id IN ({_LATEST_COMPLETED}) ORDER BY r.rowid",
+            (run_id,)):
         if r[4] not in labels:
             labels[r[4]] = tuple(sorted(json.loads(r[4]).items()))
         results.setdefault(r[0], []).append((r[1], r[2], r[3], labels[r[4]]))
     knobs: dict[str, tuple[KnobState, ...]] = {}
     attempts = []
     for r in conn.execute(
-            "SELECT attempt_id, job_key, host, fingerprint, knobs_json FROM attempts"
-            " WHERE run_id = ? AND status = 'completed' ORDER BY attempt_id", (run_id,)):
+            "SELECT attempt_id, job_key, host, fingerprint, knobs_json FROM attempts"  # noqa: S608
+            f" WHERE attempt_id IN ({_LATEST_COMPLETED}) ORDER BY attempt_id",
+            (run_id,)):
         if r[4] not in knobs:
             knobs[r[4]] = tuple(KnobState(**k) for k in json.loads(r[4]))
         case_id, repetition, _ = str(r[1]).split("/", 2)

@@ -34,28 +34,28 @@ def tag_on_start(store_path: Path, tags: Mapping[str, str]) -> Callable[[RunEven
 
 
 def record_tags(store_path: Path, run_id: str, tags: Mapping[str, str]) -> None:
-    with Store.open(store_path) as store:
+    with Store.open(store_path, create=False) as store:
         set_run_tags(store, run_id, tags)
 
 
 def tags_by_run(store_path: Path) -> dict[str, dict[str, str]]:
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         return run_tags(store)
 
 
 def tagged_runs(store_path: Path, tags: Sequence[tuple[str, str]]) -> tuple[RunInfo, ...]:
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         return runs_tagged(store, tags)
 
 
 def resolve(store_path: Path, ref: str, *, suite: str | None = None) -> RunInfo:
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         return resolve_ref(store, ref, suite=suite)
 
 
 def load_runs(store_path: Path, refs: Sequence[str]) -> tuple[LoadedRun, ...]:
     """Each REF (run id or tag, see store_runs.resolve_ref) loaded; StoreError if unknown."""
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         return tuple(_load(store, resolve_ref(store, ref).run_id) for ref in refs)
 
 
@@ -65,7 +65,7 @@ def load_history(store_path: Path, run_id: str, *, runs: int,
     point (median) per run and metric x labels x workload x case x host, oldest first."""
     if runs <= 0:
         return {}
-    with Store.open(store_path) as store:
+    with Store.open_read(store_path) as store:
         conn = store.connection
         row = conn.execute("SELECT suite, created_at_unix_seconds FROM runs WHERE run_id = ?",
                            (run_id,)).fetchone()

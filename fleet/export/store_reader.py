@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleet.errors import StoreError
 from fleet.runs import Attempt, JobKey, RunInfo, StoredAttempt
-from fleet.store import SCHEMA_VERSION, Store
+from fleet.store import Store
 from fleet.store_runs import list_runs, run_plan_rows
 
 FIRST_RUNS_SCHEMA = 2  # migration 2 created runs, attempts and results
@@ -54,23 +54,7 @@ class Increment:
 
 def open_read_only(path: Path) -> Store:
     """A read-only Store whose connection may be used from any thread (one at a time)."""
-    if not path.is_file():
-        raise StoreError("no store here", where=str(path),
-                         hint="pass the store `fleet run` wrote with --store, or set FLEET_STORE")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                               isolation_level=None, timeout=30.0, check_same_thread=False)
-        store = Store(path, conn)
-        version = store.schema_version()
-    except sqlite3.Error as exc:
-        raise StoreError(f"not a readable fleet store: {exc}", where=str(path),
-                         hint="pass another file with --store") from exc
-    if not FIRST_RUNS_SCHEMA <= version <= SCHEMA_VERSION:
-        conn.close()
-        raise StoreError(f"store schema version {version} cannot be exported (this fleet "
-                         f"reads {FIRST_RUNS_SCHEMA}..{SCHEMA_VERSION})", where=str(path),
-                         hint="run any `fleet run` on it to migrate it, or upgrade fleet")
-    return store
+    return Store.open_read(path, oldest=FIRST_RUNS_SCHEMA, any_thread=True)
 
 
 def data_version(store: Store) -> int:

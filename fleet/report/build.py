@@ -73,7 +73,7 @@ def build_report(request: ReportRequest) -> ReportResult:
     if not request.store_path.exists():
         raise ConfigError(f"no store at {request.store_path}", where="--store",
                           hint="pass the store the run was recorded in")
-    with Store.open(request.store_path) as store:
+    with Store.open_read(request.store_path) as store:
         runs = [load_records(store, request.run_id)]
         if request.compare_run_id is not None:
             runs.append(load_records(store, request.compare_run_id))

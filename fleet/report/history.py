@@ -63,7 +63,10 @@ class HistorySeries:
 _QUERY = (
     "SELECT a.run_id, r.created_at_unix_seconds, a.job_key, a.host, res.value, res.unit,"
     " res.labels_json FROM results res JOIN attempts a ON a.attempt_id = res.attempt_id"
-    " JOIN runs r ON r.run_id = a.run_id WHERE res.metric = ? AND a.status = 'completed'")
+    " JOIN runs r ON r.run_id = a.run_id WHERE res.metric = ? AND a.status = 'completed'"
+    # one completed attempt per job (the latest) counts
+    " AND a.attempt_id = (SELECT MAX(b.attempt_id) FROM attempts b WHERE b.run_id = a.run_id"
+    " AND b.job_key = a.job_key AND b.status = 'completed')")
 
 
 def load_history(query: HistoryQuery) -> tuple[HistorySeries, ...]:
@@ -71,7 +74,7 @@ def load_history(query: HistoryQuery) -> tuple[HistorySeries, ...]:
     if not query.store_path.exists():
         raise ConfigError(f"no store at {query.store_path}", where="--store",
                           hint="pass the store the runs were recorded in")
-    with Store.open(query.store_path) as store:
+    with Store.open_read(query.store_path) as store:
         rows = _rows(store, query)
         settings = _settings(store, {r[0] for r in rows})
         tags = run_tags(store, sorted({r[0] for r in rows}))

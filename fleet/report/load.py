@@ -24,7 +24,7 @@ from fleet.suite import parse_suite
 
 def load_records(store: Store, run_id: str) -> RunRecords:
     """StoreError (one line) for an unknown run id."""
-    detail = load_run(store, run_id)
+    detail = load_run(store, run_id).one_completed_per_job()
     suite_text, plan_json = run_suite_text(store, run_id)
     planned: Mapping[str, Any] = plan_cases(plan_json)
     settings: dict[str, dict[str, ParamValue]] = {}

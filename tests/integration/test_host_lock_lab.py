@@ -130,3 +130,24 @@ workloads:
     assert len(first) == len(second) == 4
     assert max(e for _, e in first) <= min(s for s, _ in second) or \
         max(e for _, e in second) <= min(s for s, _ in first), (first, second)
+
+
+def test_a_run_on_a_held_host_names_the_holder_and_gives_up_after_host_lock_wait(
+        lab: LabState, tmp_path: Path, sessions: ExitStack) -> None:
+    holder = agent_on(sessions, lab_host(lab, 1))
+    lock(holder, 0)
+    suite = tmp_path / "suite.yml"
+    suite.write_text("schema_version: 1\nname: itest\nworkloads:\n  - name: nap\n"
+                     "    type: sleep\n    params: {seconds: 0.1}\n")
+    proc = subprocess.run([sys.executable, "-m", "fleet", "run", str(suite), "-i",
+                           str(lab.inventory_path), "--limit", lab.hosts[1].name,
+                           "--store", str(tmp_path / "fleet.sqlite"), "--host-lock-wait", "1"],
+                          check=False, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    name = lab.hosts[1].name
+    assert f"{name}: waiting 0 s of 1 s for the host lock, held by itest@here" in proc.stderr
+    assert f"{name} quarantined: {name}: host busy: held by itest@here" in proc.stderr
+    with Store.open_read(tmp_path / "fleet.sqlite") as s:
+        (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
+        detail = load_run(s, str(run_id))
+    assert not [a for a in detail.attempts if a.attempt.status == "completed"]

@@ -291,7 +291,10 @@ def test_ctrl_c_interrupts_cleanly_and_resume_completes(lab: LabState, tmp_path:
     assert detail.info.status == "interrupted"
     assert f"resume with: fleet run --resume {detail.info.run_id}" in stderr
     interrupted = [a.attempt for a in detail.attempts if a.attempt.status == "interrupted"]
-    assert interrupted and all("Ctrl-C" in (a.error or "") for a in interrupted)
+    # a job that a host took as Ctrl-C came is stopped before its workload started
+    assert interrupted and all("Ctrl-C" in (a.error or "") or "before the workload started"
+                               in (a.error or "") for a in interrupted)
+    assert any("Ctrl-C" in (a.error or "") for a in interrupted)
     assert no_leftovers(marker, within_seconds=1.0)
     resumed = fleet("run", "--resume", detail.info.run_id, "--store", str(store))
     assert resumed.returncode == 0, resumed.stderr
@@ -363,5 +366,7 @@ def test_bad_input_records_nothing(lab: LabState, tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "no host is reachable" in result.stderr.splitlines()[-1]
     resumed = fleet("run", "--resume", "r-nope", "--store", str(store))
-    assert resumed.returncode == 2 and "no run 'r-nope'" in resumed.stderr
-    assert fleet("runs", "--json", "--store", str(store)).stdout.count("run_id") == 0
+    assert resumed.returncode == 2 and "no fleet store at" in resumed.stderr  # none was made
+    listed = fleet("runs", "--json", "--store", str(store))
+    assert listed.returncode == 2 and listed.stdout.count("run_id") == 0
+    assert not store.exists()

@@ -163,7 +163,7 @@ def test_failures_say_why(json_case: tuple[Case, Workload]) -> None:
         "spawn": (outcome(exit_code=None, spawn_error="[Errno 2] No such file"), "failed",
                   "cannot start the workload: [Errno 2] No such file"),
         "cancel": (outcome(exit_code=None, signal=15, cancelled=True), "interrupted",
-                   "interrupted: the run was cancelled (Ctrl-C)"),
+                   "interrupted: the run was cancelled (Ctrl-C, SIGTERM or SIGHUP)"),
     }
     for name, (given, status, reason) in cases.items():
         verdict = judge(case, workload, given)

@@ -295,7 +295,8 @@ def test_ctrl_c_cancels_the_running_case_restores_knobs_and_stops() -> None:
     threading.Thread(target=interrupt, daemon=True).start()
     attempts, _ = run(execution, openers)
     assert [(a.job.repetition, a.status) for a in attempts] == [(1, "interrupted")]
-    assert attempts[0].error == "interrupted: the run was cancelled (Ctrl-C)"
+    assert attempts[0].error == ("interrupted: the run was cancelled "
+                                 "(Ctrl-C, SIGTERM or SIGHUP)")
     assert [k.restored for k in attempts[0].knobs] == [True, True]
     assert host.files[SWAPPINESS] == "60\n" and host.sessions == 2  # restored on a fresh one
 

@@ -43,7 +43,7 @@ def test_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     missing = tmp_path / "none" / "fleet.sqlite"
     for argv in (["export", "text"], ["export", "serve", "--listen", "127.0.0.1:0"]):
         assert main([*argv, "--store", str(missing)]) == 2
-        assert f"{missing}: no store here" in one_error_line(capsys)
+        assert f"no fleet store at {missing}" in one_error_line(capsys)
     assert not missing.parent.exists()
 
 

@@ -224,7 +224,7 @@ def test_selection_last_and_unknown_runs(store_path: Path, tmp_path: Path) -> No
 
 
 def test_missing_or_foreign_store_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no store here") as caught:
+    with pytest.raises(StoreError, match="no fleet store at") as caught:
         open_read_only(tmp_path / "nope.sqlite")
     assert "\n" not in str(caught.value)
     junk = tmp_path / "junk.sqlite"

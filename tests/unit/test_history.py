@@ -59,15 +59,15 @@ def make_history(path: Path, values: list[float], host: str = "h1") -> list[str]
         for i, value in enumerate(values):
             run_id = f"r{i:03d}"
             ids.append(run_id)
-            job = JobKey("c1", 1, host)
+            jobs = [JobKey("c1", rep, host) for rep in (1, 2, 3)]  # one per repetition
             create_run(store, RunInfo(run_id, "s", "s.yml", "x", i, (), None, "0", 1000.0 + i,
                                       1000.5 + i, "completed"), suite_text="",
                        plan_json=json.dumps({"cases": {"c1": {"params": {"vcpus": 4},
                                                                "knobs": {}, "variant": {}}}}),
-                       cases=[("c1", "w", '{"vcpus": 4}')], jobs=[job], skipped=[])
-            for rep, v in enumerate((value, value * 1.001, None)):
+                       cases=[("c1", "w", '{"vcpus": 4}')], jobs=jobs, skipped=[])
+            for job, v in zip(jobs, (value, value * 1.001, None), strict=True):
                 record_attempt(store, Attempt(
-                    run_id, job, host, rep + 1, "completed", 1.0, 2.0, 0, None, "", "", False,
+                    run_id, job, host, 1, "completed", 1.0, 2.0, 0, None, "", "", False,
                     False, None, measurements=(Measurement("elapsed_seconds", v, "seconds"),)))
             set_run_tags(store, run_id, {"branch": "main" if i % 2 == 0 else "dev"})
     return ids
