@@ -7,6 +7,7 @@ on a lab host is THIS machine's value: every test puts it back in a finally.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleet.agent import AgentSession
-from fleet.errors import HostBusyError
+from fleet.errors import HostBusyError, TransportError
 from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
@@ -151,3 +152,50 @@ def test_a_run_on_a_held_host_names_the_holder_and_gives_up_after_host_lock_wait
         (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
         detail = load_run(s, str(run_id))
     assert not [a for a in detail.attempts if a.attempt.status == "completed"]
+
+
+def _links(namespace: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", namespace, "-j", "link", "show"], check=True,
+                         capture_output=True, text=True).stdout
+    return [str(link["ifname"]) for link in json.loads(out) if link["ifname"] != "lo"]
+
+
+def _set_links(namespace: str, links: list[str], state: str) -> None:
+    for link in links:
+        subprocess.run(["ip", "-n", namespace, "link", "set", link, state], check=True)
+
+
+def test_a_lost_link_during_a_knob_case_puts_the_knob_back(lab: LabState,
+                                                           sessions: ExitStack) -> None:
+    """The host's link goes down while a knob holds the case's value: the agent hears nothing
+    from its controller for its silence limit and writes the original back itself."""
+    host, namespace = lab_host(lab, 2), lab.hosts[2].namespace
+    assert namespace is not None
+    transport = sessions.enter_context(SshTransport(host))
+    session = sessions.enter_context(AgentSession(transport, host_name=host.name,
+                                                  heartbeat_seconds=0.5, silence_seconds=3))
+    lock(session, 0)
+    original = KNOB.read_text().strip()
+    wanted = "19" if original != "19" else "21"
+    links = _links(namespace)
+    try:
+        assert session.write(str(KNOB), wanted, knob="set").ok
+        assert KNOB.read_text().strip() == wanted
+        _set_links(namespace, links, "down")
+        deadline = time.monotonic() + 30
+        while KNOB.read_text().strip() != original and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert KNOB.read_text().strip() == original, "the knob stayed changed after the link went"
+    finally:
+        _set_links(namespace, links, "up")
+        KNOB.write_text(original)
+    deadline = time.monotonic() + 30  # the host answers again once its link is back
+    while True:
+        try:
+            with ExitStack() as again:
+                assert agent_on(again, host).ping() < 10
+            break
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

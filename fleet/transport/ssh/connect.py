@@ -185,6 +185,8 @@ def connect_error(host: Host, e: Exception, target: tuple[str, int, str | None],
     """One line naming the host (and the jump host) for every way a connection can fail."""
     address, port, user = target
     where = f"{address}:{port}" + (" (jump host)" if via else "")
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError) and e.errors:
+        e = next(iter(e.errors.values()))  # paramiko wraps every socket error of connect()
     if isinstance(e, paramiko.PasswordRequiredException | TypeError) and "password" in str(e):
         what, hint = "the SSH key file is encrypted", "load the key into ssh-agent"
     elif isinstance(e, ValueError | TypeError):
