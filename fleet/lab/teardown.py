@@ -6,6 +6,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+from fleet.agent.host_state import ROOT_STATE_DIR
 from fleet.lab import netns, sshd
 from fleet.lab.cleanup import remove_all, remove_recorded_files
 from fleet.lab.state import HostRecord, LabRecord, state_path
@@ -34,5 +35,19 @@ def _remove_host(host: HostRecord) -> list[str]:
         if other != os.getpid():
             sshd.stop(other)
             removed.append(f"stopped pid {other} in namespace {host.namespace}")
+    removed += _remove_host_locks(host.namespace)
     removed += netns.delete(host)
+    return removed
+
+
+def _remove_host_locks(namespace: str, state_dir: Path = Path(ROOT_STATE_DIR)) -> list[str]:
+    """The host lock files fleet agents made for this namespace (their processes are gone: the
+    lock is free). A knob journal is left: it holds values still to be written back."""
+    inode = netns.namespace_inode(namespace)
+    if inode is None:
+        return []
+    removed = []
+    for lock in sorted(state_dir.glob(f"host-*-{inode}.lock")):
+        lock.unlink(missing_ok=True)
+        removed.append(f"removed {lock}")
     return removed

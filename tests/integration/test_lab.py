@@ -318,3 +318,27 @@ def test_locked_root_account_is_detected() -> None:
     assert root_account_locked("root:!$6$abc:19000::::::\n")
     assert not root_account_locked("root:*:19000:0:99999:7:::\n")
     assert not root_account_locked("root:$6$salt$hash:19000::::::\n")
+
+
+def test_down_removes_the_host_lock_files_of_its_hosts(tmp_path: Path) -> None:
+    from fleet.agent import AgentSession
+    from fleet.agent.host_state import ROOT_STATE_DIR
+    from fleet.inventory import load_inventory
+    from fleet.transport.ssh import SshTransport
+
+    state_dir = tmp_path / "state"
+    state = lab_up(1, state_dir, lab_id=fresh_id())
+    (host,) = load_inventory([state.inventory_path]).hosts
+    namespace = state.hosts[0].namespace
+    assert namespace is not None
+    inode = netns.namespace_inode(namespace)
+    try:
+        with SshTransport(host) as transport, \
+                AgentSession(transport, host_name=host.name) as agent:
+            agent.lock(controller="itest@here", controller_pid=1, run_id="r", wait_seconds=0)
+        locks = list(Path(ROOT_STATE_DIR).glob(f"host-*-{inode}.lock"))
+        assert len(locks) == 1
+    finally:
+        removed = lab_down(state_dir)
+    assert f"removed {locks[0]}" in removed
+    assert not locks[0].exists()
