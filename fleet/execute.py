@@ -132,8 +132,9 @@ def _emitter(events: queue.Queue[_Item], stop: threading.Event) -> Callable[[Run
             return
         claimed = threading.Event()
         events.put(_Starting(event, claimed))
-        while not claimed.wait(_POLL_SECONDS) and not stop.is_set():
-            pass
+        while not claimed.wait(_POLL_SECONDS):
+            if stop.is_set():
+                return
 
     return emit
 

@@ -1,4 +1,4 @@
-"""Readable renderings (rich renderables). Nothing here prints: fleet/cli.py does."""
+"""Readable renderings (rich renderables). Nothing here prints: fleet/cli/main.py does."""
 
 from __future__ import annotations
 

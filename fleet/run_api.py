@@ -5,7 +5,7 @@ record the run (so bad input writes nothing), then execute. A resumed run re-pla
 it reads the suite text and plan JSON from the store and runs the jobs without a completed
 attempt, numbering new attempts after the old ones.
 
-Each run has one live controller (fleet.run_owner): a new run is owned from the transaction
+Each run has one live controller (fleet.store.owner): a new run is owned from the transaction
 that records it, a resume takes it (refused while its owner lives), the controller beats
 while it runs and releases it at the end. Hosts the run could not use (unreachable, changed
 host key, not in the inventory) are recorded with the run and counted in its summary.
@@ -51,7 +51,10 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
-from fleet.run_owner import (
+from fleet.runs import Attempt, Claim, RunDetail, RunInfo
+from fleet.schedule import Candidate
+from fleet.store import Store
+from fleet.store.owner import (
     HEARTBEAT_EVERY_SECONDS,
     Owner,
     alive_here,
@@ -63,10 +66,7 @@ from fleet.run_owner import (
     take_run,
     this_controller,
 )
-from fleet.runs import Attempt, Claim, RunDetail, RunInfo
-from fleet.schedule import Candidate
-from fleet.store import Store
-from fleet.store_runs import (
+from fleet.store.runs import (
     create_run,
     list_runs,
     load_run,

@@ -108,7 +108,7 @@ class StoredAttempt:
 
 @dataclass(frozen=True)
 class Claim:
-    """A job a controller started and has recorded no attempt for yet (fleet.run_owner)."""
+    """A job a controller started and has recorded no attempt for yet (fleet.store.owner)."""
 
     job: JobKey
     host: str

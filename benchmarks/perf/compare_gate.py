@@ -36,7 +36,7 @@ from fleet.compare.select import between_runs
 from fleet.model import CpuInfo, Facts, Host, IommuInfo, KvmInfo, Measurement, NumaNode, Topology
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt
+from fleet.store.runs import create_run, record_attempt
 
 SUITE = """\
 schema_version: 1

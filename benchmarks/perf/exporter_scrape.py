@@ -1,6 +1,6 @@
 """How long does one Prometheus scrape of `fleet export serve` take on a big run?
 
-Writes a synthetic store with the store's own functions (store_runs.create_run and
+Writes a synthetic store with the store's own functions (fleet.store.runs.create_run and
 record_attempt): one run of N cases (default 10,000) x R repetitions on H hosts, each
 completed attempt with 3 workload results (bytes, seconds, ms) and the sampler's metrics for
 a 2-node host (10 scalar + 2 per node and total). Then measures, as medians:
@@ -38,7 +38,7 @@ from fleet.export.store_reader import open_read_only
 from fleet.model import Measurement
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt, set_run_status
+from fleet.store.runs import create_run, record_attempt, set_run_status
 
 WORKLOAD_METRICS = (("copied_bytes", "bytes"), ("elapsed_seconds", "seconds"),
                     ("latency", "ms"))

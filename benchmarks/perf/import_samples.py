@@ -40,7 +40,7 @@ from fleet.export.remote_write_codec import encode_labels, encode_timeseries, wr
 from fleet.export.store_reader import iter_job_samples, open_read_only
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt, set_run_status
+from fleet.store.runs import create_run, record_attempt, set_run_status
 
 POINTS = 600
 NODES = 2

@@ -1,6 +1,6 @@
 """How long does `fleet report` take on a 1,000-case run?
 
-Writes a synthetic store with the store's own functions (store_runs.create_run and
+Writes a synthetic store with the store's own functions (fleet.store.runs.create_run and
 record_attempt): one run of 1,000 cases (vcpus x backing x kvm.eager_page_split = 50 x 10 x 2)
 x R repetitions (default 3) on H hosts (default 2) with 2 NUMA nodes, each completed attempt
 with 3 workload results, every sampler metric of the catalogue (total and per node) and the
@@ -29,7 +29,7 @@ from fleet.model import Measurement
 from fleet.report.build import ReportRequest, build_report
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt
+from fleet.store.runs import create_run, record_attempt
 
 EPS = "kvm.eager_page_split"
 WORKLOAD_METRICS = (("populate_seconds", "seconds"), ("dirty_memory_seconds", "seconds"),

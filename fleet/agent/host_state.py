@@ -177,9 +177,8 @@ class KnobJournal:
     def _save(self, entries: dict[str, str]) -> None:
         if not entries:
             try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
             except OSError as e:
                 raise StateError(f"cannot remove {self.path}: {e.strerror or e}") from None
             return

@@ -35,7 +35,7 @@ from fleet.compare.stats import Policy
 from fleet.report.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
 
 if TYPE_CHECKING:  # a record type only: this module stays free of the store
-    from fleet.store_runs import CompletedAttempt
+    from fleet.store.runs import CompletedAttempt
 
 MIN_HISTORY_POINTS = 5  # earlier runs needed before the history counts
 NOISE_FACTOR = 2.0  # effective threshold >= this x the host's CV

@@ -14,7 +14,7 @@ from fleet.execute_events import RunEvent, RunStarted
 from fleet.model import Facts
 from fleet.runs import RunInfo
 from fleet.store import Store
-from fleet.store_runs import (
+from fleet.store.runs import (
     load_completed,
     resolve_ref,
     run_suite_text,
@@ -54,7 +54,7 @@ def resolve(store_path: Path, ref: str, *, suite: str | None = None) -> RunInfo:
 
 
 def load_runs(store_path: Path, refs: Sequence[str]) -> tuple[LoadedRun, ...]:
-    """Each REF (run id or tag, see store_runs.resolve_ref) loaded; StoreError if unknown."""
+    """Each REF (run id or tag, see fleet.store.runs.resolve_ref) loaded; StoreError if unknown."""
     with Store.open_read(store_path) as store:
         return tuple(_load(store, resolve_ref(store, ref).run_id) for ref in refs)
 

@@ -22,7 +22,7 @@ from fleet.model import Facts
 from fleet.runs import RunInfo
 
 if TYPE_CHECKING:  # a record type only: this module stays free of the store
-    from fleet.store_runs import CompletedAttempt
+    from fleet.store.runs import CompletedAttempt
 from fleet.suite import parse_suite
 from fleet.workloads.base import format_value
 
@@ -39,7 +39,7 @@ class LoadedRun:
     """One run as a comparison reads it (fleet.compare.load builds it from the store)."""
 
     info: RunInfo
-    attempts: tuple[CompletedAttempt, ...]  # store_runs.load_completed
+    attempts: tuple[CompletedAttempt, ...]  # fleet.store.runs.load_completed
     cases: Mapping[str, Mapping[str, Any]]  # case id -> the plan's case JSON
     suite_text: str
     tags: Mapping[str, str]

@@ -16,7 +16,7 @@ from pathlib import Path
 from fleet.errors import StoreError
 from fleet.runs import Attempt, JobKey, RunInfo, StoredAttempt
 from fleet.store import Store
-from fleet.store_runs import list_runs, run_plan_rows
+from fleet.store.runs import list_runs, run_plan_rows
 
 FIRST_RUNS_SCHEMA = 2  # migration 2 created runs, attempts and results
 

@@ -188,7 +188,7 @@ def _first_line(text: str) -> str:
 
 @contextlib.contextmanager
 def _captured_output() -> Iterator[_Captured]:
-    """Ansible's Display writes warnings to sys.stdout/sys.stderr; only fleet/cli.py prints.
+    """Ansible's Display writes warnings to sys.stdout/sys.stderr; only fleet/cli/main.py prints.
 
     A real text stream over bytes (not StringIO): Ansible's Display patches the streams'
     ``buffer`` and calls ``reconfigure`` and would warn about a StringIO.

@@ -21,7 +21,7 @@ from fleet.report.changes import ChangePoint, change_points
 from fleet.report.load import plan_cases
 from fleet.runs import JobKey
 from fleet.store import Store
-from fleet.store_runs import run_tags, runs_tagged
+from fleet.store.runs import run_tags, runs_tagged
 from fleet.workloads.base import format_value
 
 

@@ -18,7 +18,7 @@ from fleet.report.assemble import RunRecords
 from fleet.report.series import SeriesChoice
 from fleet.runs import SeriesPoint
 from fleet.store import Store
-from fleet.store_runs import load_run, load_samples, run_suite_text, sample_counts
+from fleet.store.runs import load_run, load_samples, run_suite_text, sample_counts
 from fleet.suite import parse_suite
 
 

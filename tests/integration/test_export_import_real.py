@@ -34,7 +34,7 @@ from test_sampling_lab import suite_text
 from fleet.export.store_reader import open_read_only
 from fleet.lab import LabState
 from fleet.store import Store
-from fleet.store_runs import load_run, load_samples
+from fleet.store.runs import load_run, load_samples
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
 from fleet.store import Store
-from fleet.store_runs import load_run
+from fleet.store.runs import load_run
 from fleet.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration

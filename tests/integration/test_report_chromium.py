@@ -19,7 +19,7 @@ from matplotlib import image as mpimg
 from fleet.cli import main
 from fleet.run_api import RunRequest, start_run
 from fleet.store import Store
-from fleet.store_runs import load_run
+from fleet.store.runs import load_run
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

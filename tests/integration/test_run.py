@@ -29,7 +29,7 @@ from fleet.model import Measurement
 from fleet.run_api import RunRequest, start_run
 from fleet.runs import Attempt, RunDetail
 from fleet.store import Store
-from fleet.store_runs import load_run
+from fleet.store.runs import load_run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ import pytest
 from fleet.lab import LabState
 from fleet.model import Measurement
 from fleet.store import Store
-from fleet.store_runs import load_run, load_samples
+from fleet.store.runs import load_run, load_samples
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -46,7 +46,7 @@ def test_out_of_range_numbers_are_usage_errors(argv: list[str], tmp_path: Path,
 
 
 def test_the_seed_range_is_what_the_store_keeps() -> None:
-    from fleet.cli_args import seed_arg
+    from fleet.cli.args import seed_arg
     from fleet.plan_api import check_seed
 
     assert seed_arg(str(2**63 - 1)) == 2**63 - 1 and seed_arg("0") == 0

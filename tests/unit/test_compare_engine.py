@@ -19,7 +19,7 @@ from fleet.compare.select import LoadedRun, SelectionError, between_runs, within
 from fleet.errors import ConfigError, FleetError
 from fleet.model import CpuInfo, Facts, IommuInfo, KvmInfo, NumaNode, Topology
 from fleet.runs import KnobState, RunInfo
-from fleet.store_runs import CompletedAttempt
+from fleet.store.runs import CompletedAttempt
 
 SUITE = """\
 schema_version: 1

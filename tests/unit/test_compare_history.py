@@ -34,7 +34,7 @@ from fleet.errors import ConfigError
 from fleet.model import Measurement
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt
+from fleet.store.runs import create_run, record_attempt
 from fleet.suite import parse_suite
 
 

@@ -9,7 +9,7 @@ import pytest
 from test_export_collector import RUN, write_run
 
 from fleet.cli import main
-from fleet.cli_export import DEFAULT_PORT, is_loopback, parse_listen
+from fleet.cli.export import DEFAULT_PORT, is_loopback, parse_listen
 from fleet.errors import ConfigError
 
 

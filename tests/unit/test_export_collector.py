@@ -17,7 +17,7 @@ from fleet.export.store_reader import open_read_only
 from fleet.model import Measurement
 from fleet.runs import Attempt, AttemptStatus, JobKey, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, load_run, record_attempt, set_run_status
+from fleet.store.runs import create_run, load_run, record_attempt, set_run_status
 
 RUN = "r20261125-091855-e7b6"
 # the quickstart's 4 cases and what dd reported on this machine (a real `fleet run`)

@@ -32,7 +32,7 @@ from fleet.export.store_reader import StoredSeries
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.sampling import VMSTAT_SERIES
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt
+from fleet.store.runs import create_run, record_attempt
 
 SAMPLER_SERIES = {"tlb_shootdowns", *VMSTAT_SERIES, "sec_page_tables_bytes",
                   "page_tables_bytes", "workload_resident_bytes", "kvm_remote_tlb_flush",

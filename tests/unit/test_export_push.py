@@ -13,7 +13,7 @@ from fleet.export import catalogue as cat
 from fleet.export.prometheus import Selection, exposition_text, push_attempt
 from fleet.export.series import attempt_series, sample_line
 from fleet.store import Store
-from fleet.store_runs import load_run
+from fleet.store.runs import load_run
 
 RESULT_FAMILIES = {e.name for e in cat.SAMPLER} | {cat.WORKLOAD_RESULT.name}
 

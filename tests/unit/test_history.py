@@ -15,7 +15,7 @@ from fleet.report.changes import change_points, newest_is_change_point, noise_cv
 from fleet.report.history import HistoryQuery, load_history
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, record_attempt, set_run_tags
+from fleet.store.runs import create_run, record_attempt, set_run_tags
 
 STEP_AT = 12
 

@@ -16,7 +16,7 @@ from fleet.report.build import ReportRequest, build_report, parse_axis
 from fleet.report.html import number
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.store import Store
-from fleet.store_runs import create_run, load_run, record_attempt
+from fleet.store.runs import create_run, load_run, record_attempt
 
 HOSTS = ("h1", "h2")
 # case id -> settings: vcpus x eps (the split-huge-pages-on-fault table shape)

@@ -16,7 +16,7 @@ from fleet.model import CpuInfo, Host
 from fleet.report.build import ReportRequest, build_report
 from fleet.runs import Attempt, RunInfo
 from fleet.store import Store
-from fleet.store_runs import create_run, load_run, record_attempt
+from fleet.store.runs import create_run, load_run, record_attempt
 
 
 def second_run(path: Path, *, changed: bool) -> None:

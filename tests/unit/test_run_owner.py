@@ -17,7 +17,9 @@ import pytest
 from fleet.cli import main
 from fleet.model import Measurement
 from fleet.report.load import load_records
-from fleet.run_owner import (
+from fleet.runs import Attempt, Claim, JobKey, RunInfo
+from fleet.store import Store
+from fleet.store.owner import (
     STALE_AFTER_SECONDS,
     Owner,
     claim_job,
@@ -28,9 +30,7 @@ from fleet.run_owner import (
     take_run,
     this_controller,
 )
-from fleet.runs import Attempt, Claim, JobKey, RunInfo
-from fleet.store import Store
-from fleet.store_runs import create_run, load_completed, load_run, record_attempt
+from fleet.store.runs import create_run, load_completed, load_run, record_attempt
 
 JOBS = (JobKey("c1", 1, "h1"), JobKey("c1", 2, "h1"))
 

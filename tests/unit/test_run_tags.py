@@ -10,7 +10,7 @@ from fleet.compare.tags import default_tags, git_sha, parse_tag, parse_tags
 from fleet.errors import ConfigError, StoreError
 from fleet.runs import RunInfo, RunStatus
 from fleet.store import Store
-from fleet.store_runs import create_run, resolve_ref, run_tags, runs_tagged, set_run_tags
+from fleet.store.runs import create_run, resolve_ref, run_tags, runs_tagged, set_run_tags
 
 
 def add_run(store: Store, run_id: str, created: float, status: RunStatus = "completed",

@@ -10,7 +10,7 @@ from fleet.errors import StoreError
 from fleet.model import Measurement
 from fleet.runs import Attempt, JobKey, KnobState, RunInfo
 from fleet.store import Store
-from fleet.store_runs import (
+from fleet.store.runs import (
     create_run,
     list_runs,
     load_run,

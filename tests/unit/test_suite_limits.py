@@ -245,7 +245,8 @@ def test_many_exclude_rules_cost_one_lookup_per_combination() -> None:
 
 
 def test_cli_and_core_agree_on_the_limits() -> None:
-    from fleet import cli_args, plan_api
+    from fleet import plan_api
+    from fleet.cli import args as cli_args
 
     assert cli_args.DEFAULT_MAX_JOBS == DEFAULT_MAX_JOBS
     assert cli_args.MAX_SEED == plan_api.MAX_SEED == 2**63 - 1

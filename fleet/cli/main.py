@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fleet import __version__
-from fleet.cli_args import build_parser, stdout_console
-from fleet.cli_compare import cmd_compare, cmd_gate
-from fleet.cli_dashboards import cmd_dashboards_build, cmd_dashboards_push
-from fleet.cli_export import cmd_export_rules, cmd_export_serve, cmd_export_text
-from fleet.cli_report import cmd_history, cmd_report
-from fleet.cli_runs import cmd_run, cmd_runs, cmd_show
+from fleet.cli.args import build_parser, stdout_console
+from fleet.cli.compare import cmd_compare, cmd_gate
+from fleet.cli.dashboards import cmd_dashboards_build, cmd_dashboards_push
+from fleet.cli.export import cmd_export_rules, cmd_export_serve, cmd_export_text
+from fleet.cli.report import cmd_history, cmd_report
+from fleet.cli.runs import cmd_run, cmd_runs, cmd_show
 from fleet.codec import to_jsonable
 from fleet.errors import FleetError
 

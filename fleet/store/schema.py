@@ -115,7 +115,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX run_tags_key_value ON run_tags(key, value);
     """,
-    # 5: run ownership (one live controller per run: fleet.run_owner), jobs claimed while
+    # 5: run ownership (one live controller per run: fleet.store.owner), jobs claimed while
     # they run (a crash leaves them visible), and hosts a run could not use, with the reason
     """
     CREATE TABLE run_owners (

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from fleet.cli_args import (
+from fleet.cli.args import (
     _add_host_lock_wait,
     _add_inventory,
     _add_json,
@@ -117,9 +117,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from fleet.cli import _inventory_sources
-    from fleet.cli_progress import RunView as _RunView
-    from fleet.cli_progress import warn as _warn
+    from fleet.cli.main import _inventory_sources
+    from fleet.cli.progress import RunView as _RunView
+    from fleet.cli.progress import warn as _warn
     from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json

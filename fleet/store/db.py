@@ -24,7 +24,7 @@ from types import TracebackType
 from fleet.codec import facts_from_json_data, facts_to_json_data
 from fleet.errors import StoreError
 from fleet.model import Facts, Host
-from fleet.store_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from fleet.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreInfo",
            "StoredSnapshot"]
@@ -143,7 +143,7 @@ class Store:
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """For the store's record modules (fleet.store_runs); others use Store's methods."""
+        """For the store's record modules (fleet.store.runs); others use Store's methods."""
         return self._conn
 
     @contextmanager

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet.cli_args import _sub
+from fleet.cli.args import _sub
 from fleet.errors import ConfigError
 
 EXIT_OK = 0

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 from fleet.errors import StoreError
 from fleet.model import Measurement
-from fleet.run_owner import Owner, claims, insert_owner, unclaim
 from fleet.runs import (
     Attempt,
     JobKey,
@@ -27,7 +26,8 @@ from fleet.runs import (
     SeriesPoint,
     StoredAttempt,
 )
-from fleet.store import Store
+from fleet.store.db import Store
+from fleet.store.owner import Owner, claims, insert_owner, unclaim
 
 _RUN_COLUMNS = ("run_id, suite, suite_path, suite_sha256, seed, inventory_json, limit_pattern,"
                 " fleet_version, created_at_unix_seconds, finished_at_unix_seconds, status")
@@ -38,7 +38,7 @@ def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
                skipped: Sequence[tuple[str, str]], owner: Owner | None = None,
                unreachable: Sequence[tuple[str, str]] = ()) -> None:
     """Record a new run with its cases (id, workload, params JSON), jobs, skips, the hosts it
-    could not use (host, reason) and its owner (fleet.run_owner), atomically."""
+    could not use (host, reason) and its owner (fleet.store.owner), atomically."""
     try:
         with store.transaction() as conn:
             conn.execute(

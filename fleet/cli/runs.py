@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.table import Table
 
-from fleet.cli_args import (
+from fleet.cli.args import (
     _add_host_lock_wait,
     _add_inventory,
     _add_json,
@@ -31,9 +31,9 @@ from fleet.cli_args import (
     _sub,
     stdout_console,
 )
-from fleet.cli_progress import RunView as _RunView
-from fleet.cli_progress import summary_view, write
-from fleet.cli_progress import warn as _warn
+from fleet.cli.progress import RunView as _RunView
+from fleet.cli.progress import summary_view, write
+from fleet.cli.progress import warn as _warn
 from fleet.errors import ConfigError
 from fleet.execute_events import (
     RunEvent,
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], None]) -> Any:
-    from fleet.cli import _inventory_sources
+    from fleet.cli.main import _inventory_sources
     from fleet.execute import ExecuteOptions
     from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fleet.cli_args import _add_store, _sub
+from fleet.cli.args import _add_store, _sub
 from fleet.errors import ConfigError
 
 EXIT_OK = 0

@@ -171,19 +171,19 @@ def build_parser(parser_class: type[argparse.ArgumentParser], *, handlers: Mappi
 
     _build_lab(sub, parser_class, handlers)
     _build_store(sub, parser_class, handlers, default_store)
-    from fleet.cli_runs import build_run_parsers  # run, runs, show: their own module
+    from fleet.cli.runs import build_run_parsers  # run, runs, show: their own module
 
     build_run_parsers(sub, handlers, default_store)
-    from fleet.cli_export import build_export_parsers  # export serve, export text
+    from fleet.cli.export import build_export_parsers  # export serve, export text
 
     build_export_parsers(sub, parser_class, handlers, default_store)
-    from fleet.cli_dashboards import build_dashboards_parsers  # dashboards build, push
+    from fleet.cli.dashboards import build_dashboards_parsers  # dashboards build, push
 
     build_dashboards_parsers(sub, parser_class, handlers)
-    from fleet.cli_report import build_report_parsers  # report, history
+    from fleet.cli.report import build_report_parsers  # report, history
 
     build_report_parsers(sub, handlers, default_store)
-    from fleet.cli_compare import build_compare_parsers  # compare, gate
+    from fleet.cli.compare import build_compare_parsers  # compare, gate
 
     build_compare_parsers(sub, handlers, default_store)
     return parser

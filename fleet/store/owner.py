@@ -7,7 +7,7 @@ on another host, its heartbeat is fresh (STALE_AFTER_SECONDS). A run whose statu
 ``running`` but whose owner is gone shows as ``crashed`` (derived when read, never stored).
 
 A job is claimed (``claim_job``) before it starts and the claim goes when its attempt is
-recorded (fleet.store_runs.record_attempt, same transaction), so a crash leaves its in-flight
+recorded (fleet.store.runs.record_attempt, same transaction), so a crash leaves its in-flight
 jobs visible; the next ``take_run`` turns them into ``interrupted`` attempts.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.runs import Claim, JobKey
-from fleet.store import Store
+from fleet.store.db import Store
 
 STALE_AFTER_SECONDS = 60.0  # a controller on another host is gone after this much silence
 HEARTBEAT_EVERY_SECONDS = 5.0

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from fleet.cli_args import _add_json, _add_store, _sub, stdout_console
+from fleet.cli.args import _add_json, _add_store, _sub, stdout_console
 from fleet.compare.output import percent
 
 REPORT_EXAMPLE = """examples:
