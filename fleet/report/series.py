@@ -38,7 +38,8 @@ class SeriesChoice:
 def choose_attempts(runs: Sequence[RunRecords], selection: Selection,
                     counts: Sequence[Mapping[int, Mapping[str, int]]],
                     max_columns: int = 4) -> tuple[SeriesChoice, ...]:
-    """``counts[i]``: run i's attempt id -> {series: stored points} (fleet.store.runs.sample_counts)."""
+    """``counts[i]``: run i's attempt id -> {series: stored points}
+    (fleet.store.runs.sample_counts)."""
     rows = case_rows(runs, selection.axis)
     col_of = column_of(runs, selection)
     shown_columns = columns(runs, selection)[:max_columns]
