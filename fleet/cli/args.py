@@ -67,36 +67,34 @@ MAX_SEED = 2**63 - 1  # the store keeps the seed as a signed 64-bit integer
 DEFAULT_MAX_JOBS = 10_000  # fleet.matrix.DEFAULT_MAX_JOBS (not imported: --help stays fast)
 
 
-def seed_arg(text: str) -> int:
-    """--seed: an integer from 0 to 2**63 - 1 (argparse turns ValueError into one line)."""
+def _bounded(text: str, kind: type[int] | type[float], low: float, high: float | None,
+             what: str) -> Any:
+    """``text`` as ``kind`` within [low, high] (high None: no upper bound), or one line that
+    argparse reports."""
     try:
-        seed = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 to {MAX_SEED}")
-    return seed
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if high is None and value < low:
+        raise argparse.ArgumentTypeError(f"{text} must be at least {low:g}")
+    if high is not None and not low <= value <= high:
+        unit = " seconds" if kind is float else ""
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give {low:g} to {high}{unit}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    """--seed: an integer from 0 to 2**63 - 1."""
+    return int(_bounded(text, int, 0, MAX_SEED, "an integer"))
 
 
 def max_jobs_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+    return int(_bounded(text, int, 1, None, "an integer"))
 
 
 def wait_seconds_arg(text: str) -> float:
     """--host-lock-wait: seconds, 0 (do not wait) up to a day."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 to 86400 seconds")
-    return value
+    return float(_bounded(text, float, 0, 86400, "a number of seconds"))
 
 
 def _add_host_lock_wait(parser: argparse.ArgumentParser) -> None:
