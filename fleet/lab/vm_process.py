@@ -185,9 +185,11 @@ def _wait_gone(pid: int, timeout_seconds: float) -> bool:
     return True
 
 
-def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES,
+                 markers: tuple[str, ...] = ()) -> str:
     """The last non-empty lines of a console log joined with ' | ' ('' when there are none),
-    after the kernel's panic reason when it panicked (its stack trace follows that line).
+    after the kernel's panic reason when it panicked (its stack trace follows that line) and
+    the last lines holding one of ``markers`` (e.g. systemd's "[FAILED]"), at most three.
     """
     try:
         text = path.read_bytes().decode("utf-8", "replace")
@@ -196,6 +198,9 @@ def console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     kept = [" ".join(line.split())[:MAX_CONSOLE_LINE_CHARS] for line in text.splitlines()]
     kept = [line for line in kept if line]
     tail = kept[-lines:]
+    flagged = [line for line in kept[:-lines] if any(m in line for m in markers)]
+    if flagged:
+        tail = [*flagged[-CONSOLE_TAIL_LINES:], "...", *tail]
     panics = [line for line in kept if PANIC_MARKER in line]
     if panics and panics[-1] not in tail:
         tail = [panics[-1], "...", *tail]

@@ -30,6 +30,14 @@ MIN_SETTLE_SECONDS = 5.0
 # udevadm settle: coldplug events handled (kvm_amd loaded); --wait: every boot job done
 BOOT_DONE = ("sh", "-c", "udevadm settle --timeout={t} && systemctl is-system-running --wait")
 BOOT_STATES = ("running", "degraded")
+# what the last probe of a guest's forwarded port saw, for the error when none gave a banner
+PROBE_ANSWERS = {
+    "closed": "the last probe was closed at once: the guest is reachable but nothing listens on "
+              "its port 22",
+    "silent": "the last probe got no answer: the guest's network may not be up",
+}
+# console lines worth quoting when a guest is late (systemd's unit failures, kernel oopses)
+TROUBLE_MARKERS = ("[FAILED]", "Failed to start", "Dependency failed", "Oops", "BUG:")
 
 
 def wait_ready(guests: tuple[GuestRecord, ...], *, client_key: Path, known_hosts: Path,
@@ -37,19 +45,23 @@ def wait_ready(guests: tuple[GuestRecord, ...], *, client_key: Path, known_hosts
     """Banner from every guest (polled together), then a finished boot on each."""
     deadline = started_at + timeout_seconds
     waits = {guest.name: FIRST_BANNER_WAIT_SECONDS for guest in guests}
+    answers: dict[str, str] = {}
     pending = list(guests)
     while pending:
         for guest in list(pending):
             fail_if_dead(guest)
             wait = max(min(waits[guest.name], deadline - time.monotonic()), POLL_SECONDS)
-            answer = sshd.banner(LOOPBACK, guest.port, wait)
+            answer = answers[guest.name] = sshd.banner(LOOPBACK, guest.port, wait)
             if answer == "ok":
                 pending.remove(guest)
                 say(f"{guest.name}: SSH banner after {time.monotonic() - started_at:.1f} s")
             elif answer == "silent":
                 waits[guest.name] = min(2 * wait, MAX_BANNER_WAIT_SECONDS)
         if pending and time.monotonic() > deadline:
-            _late(pending[0], f"no SSH banner on {LOOPBACK}:{pending[0].port}", timeout_seconds)
+            late = pending[0]
+            _late(late, f"no SSH banner on {LOOPBACK}:{late.port} "
+                        f"({PROBE_ANSWERS[answers[late.name]]}; "
+                        f"{len(pending)} of {len(guests)} guest(s) without one)", timeout_seconds)
         if pending:
             time.sleep(POLL_SECONDS)
     for guest in guests:
@@ -99,7 +111,7 @@ def fail_if_dead(guest: GuestRecord) -> None:
 
 
 def _late(guest: GuestRecord, what: str, timeout_seconds: float) -> None:
-    tail = vm_process.console_tail(Path(guest.console_log_path))
+    tail = vm_process.console_tail(Path(guest.console_log_path), markers=TROUBLE_MARKERS)
     raise LabError(f"{what} within {timeout_seconds:g} s; console log "
                    f"{guest.console_log_path} ends: {tail or '(empty)'}", where=guest.name,
                    hint="give it more time (ready timeout) or check the image")

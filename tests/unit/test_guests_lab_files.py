@@ -101,6 +101,22 @@ def test_console_tail(tmp_path: Path) -> None:
                                  "[ 0.4] trace 2 | [ 0.4] trace 3 | [ 0.4] trace 4")
 
 
+def test_console_tail_quotes_unit_failures_before_the_login_prompt(tmp_path: Path) -> None:
+    """A guest that booted to its login prompt without sshd: the failure is named too."""
+    log = tmp_path / "console.log"
+    log.write_bytes(b"[    1.9] random: crng init done\r\n"
+                    b"[FAILED] Failed to start ssh.service - OpenBSD Secure Shell server.\r\n"
+                    b"See 'systemctl status ssh.service' for details.\r\n\r\n"
+                    b"Debian GNU/Linux 12 vm1-2n ttyS0\r\n\r\nvm1-2n login: ")
+    markers = ("[FAILED]", "Failed to start")
+    assert console_tail(log, markers=markers) == (
+        "[FAILED] Failed to start ssh.service - OpenBSD Secure Shell server. | ... | "
+        "See 'systemctl status ssh.service' for details. | Debian GNU/Linux 12 vm1-2n ttyS0 | "
+        "vm1-2n login:")
+    assert console_tail(log) == ("See 'systemctl status ssh.service' for details. | "
+                                 "Debian GNU/Linux 12 vm1-2n ttyS0 | vm1-2n login:")
+
+
 def test_is_lab_qemu_refuses_other_processes(tmp_path: Path) -> None:
     pid_file = str(tmp_path / "qemu.pid")
     argv = [sys.executable, "-c", "import sys, time; print(flush=True); time.sleep(30)",
