@@ -271,10 +271,12 @@ def _build(record: VmLabRecord, build: _Build) -> VmLabRecord:
     started_at = time.monotonic()
     for index in range(len(record.guests)):
         record = _start_guest(record, index, build)
+    holder = [record]
     wait_ready(record.guests, client_key=client_key,
                known_hosts=build.state_dir / KNOWN_HOSTS_FILE, started_at=started_at,
-               timeout_seconds=build.timeout_seconds, say=build.say)
-    record = replace(record, complete=True)
+               timeout_seconds=build.timeout_seconds, say=build.say,
+               restart=partial(_restart_guest, holder, build, base_format))
+    record = replace(holder[0], complete=True)
     write_vm_record(build.state_dir, record)
     return record
 
@@ -303,6 +305,28 @@ def _start_guest(record: VmLabRecord, index: int, build: _Build) -> VmLabRecord:
     record = _with_guest(record, index, qemu_pid=pid, qemu_start_ticks=vm_process.start_ticks(pid))
     write_vm_record(build.state_dir, record)
     return record
+
+
+def _restart_guest(holder: list[VmLabRecord], build: _Build, base_format: str,
+                   guest: GuestRecord) -> GuestRecord:
+    """Stop a stuck guest's QEMU and boot it again from a fresh overlay (same seed, port and
+    argv); the record is rewritten with the new PID before wait_ready goes on."""
+    if guest.qemu_pid is not None:
+        vm_process.stop(guest.qemu_pid, guest.pid_file, Path(guest.qmp_path))
+    vm_process.create_overlay(Path(build.image.base_image), base_format,
+                              Path(guest.overlay_path))
+    index = [g.name for g in holder[0].guests].index(guest.name)
+    record = _with_guest(holder[0], index, qemu_pid=None, qemu_start_ticks=None)
+    write_vm_record(build.state_dir, record)
+    vm_process.start(guest.argv, guest.name, Path(guest.console_log_path))
+    pid = sshd.read_pid_file(guest.pid_file)
+    if pid is None:
+        raise LabError("QEMU started again but wrote no PID file", where=guest.name,
+                       hint=f"see the console log {guest.console_log_path}")
+    record = _with_guest(record, index, qemu_pid=pid, qemu_start_ticks=vm_process.start_ticks(pid))
+    write_vm_record(build.state_dir, record)
+    holder[0] = record
+    return record.guests[index]
 
 
 def _with_guest(record: VmLabRecord, index: int, **changes: object) -> VmLabRecord:

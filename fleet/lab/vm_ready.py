@@ -16,6 +16,8 @@ from fleet.lab.vm_state import GuestRecord
 from fleet.model import Host
 from fleet.transport import connect
 
+Restart = Callable[[GuestRecord], GuestRecord]  # stop a guest's QEMU, boot it afresh
+
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.25
 # A guest's sshd under TCG re-execs itself for every connection before it sends its banner;
@@ -27,6 +29,10 @@ MAX_BANNER_WAIT_SECONDS = 30.0
 STATUS_BANNER_TIMEOUT_SECONDS = 15.0
 LOGIN_TIMEOUT_SECONDS = 20.0
 MIN_SETTLE_SECONDS = 5.0
+# a booted guest shows its getty's prompt; sshd answers within seconds of it (20-40 s after
+# QEMU starts, under TCG on a loaded machine): a minute later without a banner it is stuck
+LOGIN_PROMPT = "login:"
+STUCK_AFTER_PROMPT_SECONDS = 60.0
 # udevadm settle: coldplug events handled (kvm_amd loaded); --wait: every boot job done
 BOOT_DONE = ("sh", "-c", "udevadm settle --timeout={t} && systemctl is-system-running --wait")
 BOOT_STATES = ("running", "degraded")
@@ -41,33 +47,83 @@ TROUBLE_MARKERS = ("[FAILED]", "Failed to start", "Dependency failed", "Oops", "
 
 
 def wait_ready(guests: tuple[GuestRecord, ...], *, client_key: Path, known_hosts: Path,
-               started_at: float, timeout_seconds: float, say: Callable[[str], None]) -> None:
-    """Banner from every guest (polled together), then a finished boot on each."""
+               started_at: float, timeout_seconds: float, say: Callable[[str], None],
+               restart: Restart | None = None) -> tuple[GuestRecord, ...]:
+    """Banner from every guest (polled together), then a finished boot on each.
+
+    A guest whose console has shown its login prompt for ``STUCK_AFTER_PROMPT_SECONDS``
+    without a banner is started again once by ``restart`` (said, with what its console and
+    the last probe showed); the guests as they are at the end are returned.
+    """
     deadline = started_at + timeout_seconds
-    waits = {guest.name: FIRST_BANNER_WAIT_SECONDS for guest in guests}
-    answers: dict[str, str] = {}
-    pending = list(guests)
+    current = {guest.name: guest for guest in guests}
+    probe = _Probe()
+    pending = [guest.name for guest in guests]
     while pending:
-        for guest in list(pending):
+        for name in list(pending):
+            guest = current[name]
             fail_if_dead(guest)
-            wait = max(min(waits[guest.name], deadline - time.monotonic()), POLL_SECONDS)
-            answer = answers[guest.name] = sshd.banner(LOOPBACK, guest.port, wait)
+            answer = probe.ask(guest, deadline)
             if answer == "ok":
-                pending.remove(guest)
-                say(f"{guest.name}: SSH banner after {time.monotonic() - started_at:.1f} s")
-            elif answer == "silent":
-                waits[guest.name] = min(2 * wait, MAX_BANNER_WAIT_SECONDS)
+                pending.remove(name)
+                say(f"{name}: SSH banner after {time.monotonic() - started_at:.1f} s")
+            elif restart is not None and probe.stuck(guest):
+                console = vm_process.console_tail(Path(guest.console_log_path),
+                                                  markers=TROUBLE_MARKERS)
+                say(f"{name}: no SSH banner {STUCK_AFTER_PROMPT_SECONDS:g} s after its login "
+                    f"prompt ({PROBE_ANSWERS[answer]}; console: {console}); starting it "
+                    "again, once")
+                current[name] = restart(guest)
+                probe.restarted(name)
         if pending and time.monotonic() > deadline:
-            late = pending[0]
+            late = current[pending[0]]
             _late(late, f"no SSH banner on {LOOPBACK}:{late.port} "
-                        f"({PROBE_ANSWERS[answers[late.name]]}; "
+                        f"({PROBE_ANSWERS[probe.answers[late.name]]}; "
                         f"{len(pending)} of {len(guests)} guest(s) without one)", timeout_seconds)
         if pending:
             time.sleep(POLL_SECONDS)
-    for guest in guests:
+    for guest in current.values():
         state = _boot_state(guest, client_key, known_hosts, deadline, timeout_seconds)
         note = "" if state == "running" else " (degraded: `systemctl --failed` tells why)"
         say(f"{guest.name}: ready after {time.monotonic() - started_at:.1f} s{note}")
+    return tuple(current.values())
+
+
+class _Probe:
+    """Per guest: how long the next banner probe may wait, what the last one saw, since when
+    the console shows the login prompt, and whether the guest was started again already."""
+
+    def __init__(self) -> None:
+        self.waits: dict[str, float] = {}
+        self.answers: dict[str, str] = {}
+        self.prompt_since: dict[str, float] = {}
+        self.once: set[str] = set()
+
+    def ask(self, guest: GuestRecord, deadline: float) -> str:
+        wanted = self.waits.get(guest.name, FIRST_BANNER_WAIT_SECONDS)
+        wait = max(min(wanted, deadline - time.monotonic()), POLL_SECONDS)
+        answer = self.answers[guest.name] = sshd.banner(LOOPBACK, guest.port, wait)
+        if answer == "silent":
+            self.waits[guest.name] = min(2 * wait, MAX_BANNER_WAIT_SECONDS)
+        return answer
+
+    def stuck(self, guest: GuestRecord) -> bool:
+        if guest.name in self.once:
+            return False
+        if not _shows_login_prompt(Path(guest.console_log_path)):
+            return False
+        since = self.prompt_since.setdefault(guest.name, time.monotonic())
+        return time.monotonic() - since >= STUCK_AFTER_PROMPT_SECONDS
+
+    def restarted(self, name: str) -> None:
+        self.once.add(name)
+        self.waits.pop(name, None)
+        self.prompt_since.pop(name, None)
+
+
+def _shows_login_prompt(console_log: Path) -> bool:
+    tail = vm_process.console_tail(console_log, lines=1)
+    return tail.endswith(LOGIN_PROMPT)
 
 
 def _boot_state(guest: GuestRecord, client_key: Path, known_hosts: Path, deadline: float,

@@ -24,7 +24,7 @@ import yaml
 from fleet.errors import LabError
 from fleet.guests import GuestDefinition
 from fleet.inventory import load_inventory
-from fleet.lab import LabState, lab_down, lab_status, lab_up, vm_lab_status, vm_lab_up
+from fleet.lab import LabState, lab_down, lab_status, lab_up, vm, vm_lab_status, vm_lab_up, vm_ready
 from fleet.lab.vm_state import read_vm_record
 from fleet.transport import connect
 
@@ -198,15 +198,38 @@ def test_one_state_dir_holds_one_kind_of_lab(numa_lab: LabState, lab: LabState,
 # --- lifecycle: a guest of its own -----------------------------------------------------------
 
 
-def test_a_dead_qemu_is_reported_and_down_leaves_nothing(tmp_path: Path,
-                                                         rootfs_image: Any) -> None:
+def test_a_stuck_guest_is_started_again_once_then_a_dead_qemu_is_reported(
+        tmp_path: Path, rootfs_image: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first boot's port 22 is made to look closed: at its login prompt the guest is
+    stopped and booted again from a fresh overlay (the record follows the new QEMU); later a
+    SIGKILLed QEMU is reported and down leaves nothing."""
+    restarts: list[int | None] = []
+    restart_guest = vm._restart_guest
+    ask = vm_ready._Probe.ask
+
+    def record_restart(*args: Any) -> Any:
+        restarts.append(args[-1].qemu_pid)
+        return restart_guest(*args)
+
+    def closed_until_restarted(probe: Any, guest: Any, deadline: float) -> str:
+        return ask(probe, guest, deadline) if restarts else "closed"
+
+    monkeypatch.setattr(vm, "_restart_guest", record_restart)
+    monkeypatch.setattr(vm_ready._Probe, "ask", closed_until_restarted)
+    monkeypatch.setattr(vm_ready, "STUCK_AFTER_PROMPT_SECONDS", 0.0)
     state_dir = tmp_path / "one"
+    said: list[str] = []
     started = time.monotonic()
-    state = vm_lab_up(["2n"], state_dir, image=rootfs_image)
+    state = vm_lab_up(["2n"], state_dir, image=rootfs_image, progress=said.append)
     boot_seconds = time.monotonic() - started
     (host,) = state.hosts
     assert host.qemu_pid is not None
     try:
+        assert len(restarts) == 1 and restarts[0] not in (None, host.qemu_pid), said
+        assert any(line.endswith("; starting it again, once") for line in said), said
+        assert not Path(f"/proc/{restarts[0]}").exists()
+        (recorded,) = read_vm_record(state_dir).guests  # type: ignore[union-attr]
+        assert recorded.qemu_pid == host.qemu_pid
         assert lab_status(state_dir).healthy, f"booted in {boot_seconds:.1f} s"
         os.kill(host.qemu_pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
