@@ -142,9 +142,19 @@ class Store:
         self._conn.close()
 
     @property
-    def connection(self) -> sqlite3.Connection:
-        """For the store's record modules (fleet.store.runs); others use Store's methods."""
+    def _connection(self) -> sqlite3.Connection:
+        """For the store's own modules (fleet.store.*) only: nothing else speaks SQL."""
         return self._conn
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """One consistent view of the store for several reads (BEGIN ... COMMIT; a read
+        transaction takes no write lock)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
