@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,7 +52,7 @@ from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
 from fleet.runs import Attempt, Claim, RunDetail, RunInfo, StoredPlan
 from fleet.schedule import Candidate
-from fleet.store import Store
+from fleet.store import OperationalError, Store
 from fleet.store.owner import (
     HEARTBEAT_EVERY_SECONDS,
     Owner,
@@ -332,7 +331,7 @@ class _Heartbeat:
         self._last = time.monotonic()
         try:
             heartbeat(self._store, self._run_id, self._owner, time.time())
-        except sqlite3.OperationalError:
+        except OperationalError:
             return
 
 

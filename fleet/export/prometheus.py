@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import http.client
 import socket
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -54,7 +53,7 @@ from fleet.export.store_reader import (
     select_runs,
 )
 from fleet.runs import Attempt
-from fleet.store import Store
+from fleet.store import DatabaseError, Store
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ class StoreCollector(Collector):
             try:
                 self._refresh_frozen()
                 self.background_error = None
-            except (FleetError, sqlite3.Error) as exc:  # keep serving the last rendering
+            except (FleetError, DatabaseError) as exc:  # keep serving the last rendering
                 self.background_error = str(exc)
 
     def _refresh_frozen(self) -> None:

@@ -26,8 +26,14 @@ from fleet.errors import StoreError
 from fleet.model import Facts, Host
 from fleet.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreInfo",
-           "StoredSnapshot"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "DatabaseError",
+           "OperationalError", "Store", "StoreInfo", "StoredSnapshot"]
+
+# SQLite's errors under the store's names, for callers that carry on after one (a busy store:
+# OperationalError, "database is locked" after the busy timeout), so they need not import
+# sqlite3: only fleet.store speaks SQLite
+DatabaseError = sqlite3.Error
+OperationalError = sqlite3.OperationalError
 
 _FIRST_TABLES = frozenset({"hosts", "facts_snapshots"})  # what migration 1 creates
 
