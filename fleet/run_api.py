@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fleet import __version__
-from fleet.codec import plan_from_data, plan_from_json, plan_to_json
+from fleet.codec import plan_from_data, plan_to_json
 from fleet.errors import StoreError, TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_events import (
@@ -71,7 +71,7 @@ from fleet.store.runs import (
     load_run,
     record_attempt,
     run_job_counts,
-    run_suite_text,
+    run_plan,
     sample_counts,
     set_run_status,
     set_unreachable,
@@ -244,9 +244,8 @@ def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: Warni
 def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Owner, *,
                   on_event: EventSink, on_warning: WarningSink,
                   options: ExecuteOptions | None) -> RunReport:
-    suite_text, plan_json = run_suite_text(store, info.run_id)
+    suite_text, stored_plan = run_plan(store, info.run_id)
     suite = parse_suite(suite_text, source=f"{info.suite_path} (recorded in {info.run_id})")
-    stored_plan = plan_from_json(plan_json, where=f"{store.path}: run {info.run_id}")
     sources = request.inventory_sources or tuple(Path(p) for p in info.inventory)
     limit = request.limit if request.inventory_sources else info.limit_pattern
     inventory = load_inventory(list(sources), limit=limit)

@@ -12,10 +12,11 @@ from fleet.execute_events import RunEvent, RunStarted
 from fleet.model import Facts
 from fleet.runs import RunInfo
 from fleet.store import Store
-from fleet.store.report_reads import earlier_completed_runs, facts_with_fingerprint, run_plan
+from fleet.store.report_reads import earlier_completed_runs, facts_with_fingerprint
 from fleet.store.runs import (
     load_completed,
     resolve_ref,
+    run_plan,
     run_tags,
     runs_tagged,
     set_run_tags,

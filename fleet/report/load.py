@@ -16,8 +16,8 @@ from fleet.report.assemble import RunRecords
 from fleet.report.series import SeriesChoice
 from fleet.runs import SeriesPoint
 from fleet.store import Store
-from fleet.store.report_reads import facts_before, facts_with_fingerprint, run_plan
-from fleet.store.runs import load_run, load_samples, sample_counts
+from fleet.store.report_reads import facts_before, facts_with_fingerprint
+from fleet.store.runs import load_run, load_samples, run_plan, sample_counts
 from fleet.suite import parse_suite
 
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from fleet.codec import case_settings
 from fleet.model import ParamValue
 from fleet.store.db import Store
-from fleet.store.report_reads import run_plan
+from fleet.store.runs import run_plan
 
 
 class MetricRow(NamedTuple):

@@ -1,23 +1,14 @@
-"""What reports and comparisons read besides run records: a run's stored plan (decoded by
-fleet.codec), the facts snapshots behind attempts' fingerprints, earlier runs of a suite."""
+"""What reports and comparisons read besides run records: the facts snapshots behind
+attempts' fingerprints, earlier runs of a suite."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection
 
-from fleet.codec import facts_from_json_data, plan_from_json
+from fleet.codec import facts_from_json_data
 from fleet.model import Facts
-from fleet.runs import StoredPlan
 from fleet.store.db import Store
-from fleet.store.runs import run_suite_text
-
-
-def run_plan(store: Store, run_id: str) -> tuple[str, StoredPlan]:
-    """(suite text, plan) recorded with the run; StoreError for an unknown run or a plan
-    this fleet cannot read."""
-    suite_text, plan_json = run_suite_text(store, run_id)
-    return suite_text, plan_from_json(plan_json, where=f"{store.path}: run {run_id}")
 
 
 def facts_with_fingerprint(store: Store, host: str, fingerprints: Collection[str]

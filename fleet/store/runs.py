@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
+from fleet.codec import plan_from_json
 from fleet.errors import StoreError
 from fleet.model import Measurement
 from fleet.runs import (
@@ -25,6 +26,7 @@ from fleet.runs import (
     RunStatus,
     SeriesPoint,
     StoredAttempt,
+    StoredPlan,
 )
 from fleet.store.db import Store
 from fleet.store.owner import Owner, claims, insert_owner, unclaim
@@ -127,12 +129,19 @@ def list_runs(store: Store) -> tuple[RunInfo, ...]:
 
 
 def run_suite_text(store: Store, run_id: str) -> tuple[str, str]:
-    """(suite_text, plan_json) of a run, for --resume."""
+    """(suite_text, plan_json) of a run as stored (run_plan decodes the plan)."""
     row = store._connection.execute(
         "SELECT suite_text, plan_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise _unknown_run(store, run_id)
     return str(row[0]), str(row[1])
+
+
+def run_plan(store: Store, run_id: str) -> tuple[str, StoredPlan]:
+    """(suite text, plan) recorded with the run; StoreError for an unknown run or a plan
+    this fleet cannot read."""
+    suite_text, plan_json = run_suite_text(store, run_id)
+    return suite_text, plan_from_json(plan_json, where=f"{store.path}: run {run_id}")
 
 
 def load_run(store: Store, run_id: str) -> RunDetail:

@@ -31,8 +31,7 @@ from fleet.runs import (
     StoredPlan,
 )
 from fleet.store import Store
-from fleet.store.report_reads import run_plan
-from fleet.store.runs import list_runs, load_run, run_suite_text
+from fleet.store.runs import list_runs, load_run, run_plan, run_suite_text
 from fleet.suite import load_suite
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stores"
