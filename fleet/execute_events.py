@@ -26,6 +26,7 @@ __all__ = ["ATTEMPT_STATUSES", "AttemptFinished", "AttemptStarted", "HostNotice"
            "RunStarted", "RunSummary", "attempt_json", "event_json", "final_status",
            "summarize", "summary_json"]
 
+
 @dataclass(frozen=True)
 class RunStarted:
     run_id: str

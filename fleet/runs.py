@@ -1,4 +1,10 @@
-"""Frozen records of runs and attempts, as the executor produces them and the store keeps them.
+"""Frozen records of runs and attempts, as the executor produces them and the store keeps them:
+the records module, so that what reads runs (compare, report, export) needs no store import.
+
+Run info, attempts and their parts; the lighter views the store's readers return
+(``CompletedAttempt`` for comparisons, ``ResultRow``/``RunStatic``/``Increment``/``StoredSeries``
+for the exporter); a run's summary (``summarize``); the stored plan (``StoredPlan``, versioned,
+encoded and decoded by fleet.codec).
 
 Stdlib only. A job is one planned execution: (case, repetition, host) for spread ``every``, or
 (case, repetition) on any eligible host for spread ``any`` (then ``host`` is None).
@@ -148,6 +154,9 @@ class RunDetail:
         kept = tuple(s for s in self.attempts if s.attempt.status != "completed"
                      or latest[s.attempt.job] == s.attempt_id)
         return self if len(kept) == len(self.attempts) else replace(self, attempts=kept)
+
+
+# ---- what the store's readers return (fleet.store.runs, fleet.store.export_reads) -------------
 
 
 class CompletedAttempt(NamedTuple):
