@@ -1,16 +1,29 @@
-"""Pure conversion of model dataclasses to JSON-able data and back (for --json and the store)."""
+"""Pure conversion of model dataclasses to JSON-able data and back (for --json and the store).
+
+The stored plan (fleet.runs.StoredPlan) has one codec here: ``plan_to_json`` writes it,
+``plan_from_json`` is how every reader (resume, report, history, compare) reads it back.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from fleet.errors import StoreError
-from fleet.model import Facts, Secret
+from fleet.model import Facts, ParamValue, Secret
+from fleet.runs import (
+    PLAN_FORMAT_VERSION,
+    PlannedCase,
+    PlannedGroup,
+    PlannedHost,
+    Settings,
+    StoredPlan,
+)
 
 T = TypeVar("T")
 
@@ -79,3 +92,100 @@ def facts_from_json_data(data: Mapping[str, Any]) -> Facts:
             where="store", hint="upgrade fleet or re-gather facts")
     body = {k: v for k, v in data.items() if k != "format_version"}
     return from_jsonable(Facts, body)
+
+
+# ---- the stored plan --------------------------------------------------------------------------
+
+
+def plan_to_json(plan: StoredPlan) -> str:
+    """The plan as stored with its run: plan_summary's document plus its format_version."""
+    data = {
+        "format_version": plan.format_version, "suite": plan.suite, "seed": plan.seed,
+        "totals": dict(plan.totals),
+        "cases": {cid: _case_data(c) for cid, c in plan.cases.items()},
+        "hosts": [{"host": h.host, "runs": h.runs, "estimate_seconds": h.estimate_seconds,
+                   "groups": [{"variant": dict(g.variant), "queue": [list(e) for e in g.queue]}
+                              for g in h.groups]}
+                  for h in plan.hosts],
+        "skipped": [{"case_id": cid, "reason": why} for cid, why in plan.skipped],
+        "hosts_without_facts": list(plan.hosts_without_facts),
+    }
+    return json.dumps(data, sort_keys=True)
+
+
+def _case_data(case: PlannedCase) -> dict[str, Any]:
+    return {"workload": case.workload, "kind": case.kind, "params": dict(case.params),
+            "knobs": dict(case.knobs), "variant": dict(case.variant),
+            "repetitions": case.repetitions, "timeout_seconds": case.timeout_seconds,
+            "estimate_seconds": case.estimate_seconds, "spread": case.spread}
+
+
+def plan_from_json(text: str, *, where: str = "store") -> StoredPlan:
+    """A stored plan, of this format version or of the unversioned one before it (the same
+    shape); a part the JSON lacks takes the record's default. StoreError (one line) when the
+    text is not a JSON object or has a newer format version."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise StoreError("a run's stored plan is not a JSON object", where=where,
+                         hint="the store is damaged; record the run again")
+    return plan_from_data(data, where=where)
+
+
+def plan_from_data(data: Mapping[str, Any], *, where: str = "store") -> StoredPlan:
+    """A stored plan from its decoded JSON (see plan_from_json)."""
+    version = data.get("format_version", PLAN_FORMAT_VERSION)
+    if version != PLAN_FORMAT_VERSION:
+        raise StoreError(f"a run's stored plan has format_version {version!r}, this fleet "
+                         f"reads {PLAN_FORMAT_VERSION}", where=where,
+                         hint="read it with the fleet version that recorded the run")
+    return StoredPlan(
+        suite=_opt(str, data.get("suite")), seed=_opt(int, data.get("seed")),
+        totals=tuple((str(k), v) for k, v in _dict(data.get("totals")).items()),
+        cases={str(cid): _case(c) for cid, c in _dict(data.get("cases")).items()
+               if isinstance(c, dict)},
+        hosts=tuple(_host(h) for h in data.get("hosts") or ()),
+        skipped=tuple((str(s["case_id"]), str(s["reason"])) for s in data.get("skipped") or ()),
+        hosts_without_facts=tuple(str(h) for h in data.get("hosts_without_facts") or ()))
+
+
+def _case(data: Mapping[str, Any]) -> PlannedCase:
+    return PlannedCase(
+        workload=str(data.get("workload", "")), kind=str(data.get("kind", "")),
+        params=_settings(data.get("params")), knobs=_settings(data.get("knobs")),
+        variant=_settings(data.get("variant")),
+        repetitions=_opt(int, data.get("repetitions")),
+        timeout_seconds=_opt(float, data.get("timeout_seconds")),
+        estimate_seconds=_opt(float, data.get("estimate_seconds")),
+        spread=_opt(str, data.get("spread")))
+
+
+def _host(data: Mapping[str, Any]) -> PlannedHost:
+    groups = tuple(PlannedGroup(_settings(g.get("variant")),
+                                tuple((str(cid), int(rep)) for cid, rep in g["queue"]))
+                   for g in data["groups"])
+    return PlannedHost(str(data["host"]), _opt(int, data.get("runs")),
+                       _opt(float, data.get("estimate_seconds")), groups)
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _settings(value: Any) -> Settings:
+    return tuple((str(k), v) for k, v in _dict(value).items())
+
+
+def _opt(kind: Callable[[Any], T], value: Any) -> T | None:
+    return None if value is None else kind(value)
+
+
+def case_settings(plan: StoredPlan, case_id: str, params_json: str) -> dict[str, ParamValue]:
+    """A case's every setting (params, knobs, variant) from the run's plan; a case the plan
+    does not record has the params recorded with the run's case (``params_json``)."""
+    case = plan.cases.get(case_id)
+    if case is not None:
+        return case.settings()
+    return typing.cast(dict[str, ParamValue], json.loads(params_json))

@@ -1,19 +1,30 @@
 """What a run reports while it goes (events) and when it ends (a summary from the store alone).
 
 Pure: events are frozen records; ``event_json`` turns the four public ones into JSON-able
-dicts (one line each under `fleet run --json`); ``summarize`` reads only a RunDetail.
+dicts (one line each under `fleet run --json`); ``summarize`` (fleet.runs, re-exported here)
+reads only a RunDetail.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.runs import Attempt, JobKey, RunDetail, RunStatus
+from fleet.runs import (  # the summary records live with the run records
+    ATTEMPT_STATUSES,
+    Attempt,
+    HostTally,
+    JobFailure,
+    JobKey,
+    RunStatus,
+    RunSummary,
+    summarize,
+)
 
-ATTEMPT_STATUSES = ("completed", "failed", "timeout", "error", "interrupted")
+__all__ = ["ATTEMPT_STATUSES", "AttemptFinished", "AttemptStarted", "HostNotice",
+           "HostQuarantined", "HostTally", "JobFailure", "RunEvent", "RunFinished",
+           "RunStarted", "RunSummary", "attempt_json", "event_json", "final_status",
+           "summarize", "summary_json"]
 
 
 @dataclass(frozen=True)
@@ -69,39 +80,6 @@ class HostNotice:
 
 
 @dataclass(frozen=True)
-class HostTally:
-    host: str
-    attempts: Mapping[str, int]  # status -> count
-
-
-@dataclass(frozen=True)
-class JobFailure:
-    job: str
-    host: str
-    status: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    suite: str
-    status: RunStatus
-    jobs_total: int
-    jobs_completed: int
-    jobs_failed: int  # tried, never completed (interruptions aside)
-    jobs_not_run: int  # never tried, or only interrupted
-    hosts: tuple[HostTally, ...]
-    skipped: tuple[tuple[str, str], ...]  # (case_id, reason)
-    failures: tuple[JobFailure, ...]  # last attempt of each job that never completed
-    unreachable: tuple[tuple[str, str], ...] = ()  # (host, reason): hosts the run could not use
-
-    @property
-    def all_completed(self) -> bool:
-        return self.jobs_completed == self.jobs_total
-
-
-@dataclass(frozen=True)
 class RunFinished:
     summary: RunSummary
     interrupted: bool
@@ -117,28 +95,6 @@ def final_status(completed: int, total: int, *, interrupted: bool) -> RunStatus:
     if completed == total:
         return "completed"
     return "failed" if completed == 0 else "incomplete"
-
-
-def summarize(detail: RunDetail) -> RunSummary:
-    """Per-host attempt counts, job totals, skip and failure reasons: the store's view."""
-    done = detail.completed_jobs()
-    last: dict[JobKey, Attempt] = {}
-    tallies: dict[str, Counter[str]] = {}
-    for stored in detail.attempts:
-        a = stored.attempt
-        last[a.job] = a
-        tallies.setdefault(a.host, Counter())[a.status] += 1
-    failures = tuple(JobFailure(j.text, last[j].host, last[j].status, last[j].error or "")
-                     for j in detail.jobs
-                     if j not in done and j in last and last[j].status != "interrupted")
-    jobs_done = sum(1 for j in detail.jobs if j in done)
-    return RunSummary(
-        run_id=detail.info.run_id, suite=detail.info.suite, status=detail.info.status,
-        jobs_total=len(detail.jobs), jobs_completed=jobs_done, jobs_failed=len(failures),
-        jobs_not_run=len(detail.jobs) - jobs_done - len(failures),
-        hosts=tuple(HostTally(h, {s: c[s] for s in ATTEMPT_STATUSES if c[s]})
-                    for h, c in sorted(tallies.items())),
-        skipped=detail.skipped, failures=failures, unreachable=detail.unreachable)
 
 
 # ---- JSON ----------------------------------------------------------------------------------

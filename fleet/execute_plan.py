@@ -1,45 +1,43 @@
-"""Pure glue between a stored plan (plan_summary JSON) and the executor's jobs and queues.
+"""Pure glue between a stored plan (fleet.runs.StoredPlan) and the executor's jobs and queues.
 
-A fresh run and a resumed one read the SAME recorded plan JSON, so `--resume` runs exactly
+A fresh run and a resumed one read the SAME recorded plan, so `--resume` runs exactly
 the recorded queues (in their recorded, seeded order), minus the jobs already completed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 from fleet.errors import ConfigError
 from fleet.execute_worker import CaseRuntime
 from fleet.matrix import expand
 from fleet.model import Case
-from fleet.runs import JobKey, RunDetail
+from fleet.runs import JobKey, RunDetail, StoredPlan
 from fleet.schedule import Candidate, eligibility
 from fleet.suite import Suite
 
 
-def plan_queues(plan_data: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
+def plan_queues(plan: StoredPlan) -> dict[str, list[tuple[str, int]]]:
     """host -> [(case_id, repetition), ...] in the recorded order."""
-    return {str(h["host"]): [(str(cid), int(rep)) for g in h["groups"] for cid, rep in g["queue"]]
-            for h in plan_data["hosts"]}
+    return plan.queues()
 
 
 def _key(case: Case, repetition: int, host: str) -> JobKey:
     return JobKey(case.case_id, repetition, host if case.spread == "every" else None)
 
 
-def plan_jobs(plan_data: Mapping[str, Any], cases: Mapping[str, Case]) -> tuple[JobKey, ...]:
+def plan_jobs(plan: StoredPlan, cases: Mapping[str, Case]) -> tuple[JobKey, ...]:
     """Every job of the plan, host by host in queue order."""
     return tuple(_key(cases[cid], rep, host)
-                 for host, entries in plan_queues(plan_data).items() for cid, rep in entries)
+                 for host, entries in plan_queues(plan).items() for cid, rep in entries)
 
 
-def host_queues(plan_data: Mapping[str, Any], cases: Mapping[str, Case],
+def host_queues(plan: StoredPlan, cases: Mapping[str, Case],
                 pending: Collection[JobKey]) -> dict[str, tuple[JobKey, ...]]:
     """Each planned host's pending jobs in the recorded order (hosts with none included)."""
     wanted = set(pending)
     out: dict[str, tuple[JobKey, ...]] = {}
-    for host, entries in plan_queues(plan_data).items():
+    for host, entries in plan_queues(plan).items():
         keys = (_key(cases[cid], rep, host) for cid, rep in entries)
         out[host] = tuple(k for k in keys if k in wanted)
     return out

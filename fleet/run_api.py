@@ -16,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from fleet import __version__
+from fleet.codec import plan_from_data, plan_to_json
 from fleet.errors import StoreError, TransportError
 from fleet.execute import ExecuteOptions, Execution, execute
 from fleet.execute_events import (
@@ -51,9 +50,9 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
-from fleet.runs import Attempt, Claim, RunDetail, RunInfo
+from fleet.runs import Attempt, Claim, RunDetail, RunInfo, StoredPlan
 from fleet.schedule import Candidate
-from fleet.store import Store
+from fleet.store import OperationalError, Store
 from fleet.store.owner import (
     HEARTBEAT_EVERY_SECONDS,
     Owner,
@@ -72,7 +71,7 @@ from fleet.store.runs import (
     load_run,
     record_attempt,
     run_job_counts,
-    run_suite_text,
+    run_plan,
     sample_counts,
     set_run_status,
     set_unreachable,
@@ -125,7 +124,7 @@ class _Prepared:
 
     info: RunInfo
     suite: Suite
-    plan_data: Mapping[str, Any]
+    plan: StoredPlan
     hosts: tuple[Host, ...]
     facts: Mapping[str, Facts]
     connections: Connections
@@ -154,11 +153,11 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
         with Store.open(request.store_path) as store:
             store.save_snapshots(inventory.hosts, list(facts.values()))
             owner = this_controller(time.time())
-            info, plan_data = _record_new_run(store, request, suite, text,
+            info, stored_plan = _record_new_run(store, request, suite, text,
                                               hosts=inventory.hosts, facts=facts,
                                               owner=owner, unreachable=unreachable)
             with _owning(store, info.run_id, owner):
-                prepared = _Prepared(info, suite, plan_data, inventory.hosts, facts,
+                prepared = _Prepared(info, suite, stored_plan, inventory.hosts, facts,
                                      connections, resumed=False, owner=owner)
                 return _execute(store, prepared, on_event=on_event, options=options)
     finally:
@@ -167,26 +166,26 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
 
 def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, *,
                     hosts: Sequence[Host], facts: Mapping[str, Facts], owner: Owner,
-                    unreachable: Sequence[tuple[str, str]]) -> tuple[RunInfo, dict[str, Any]]:
+                    unreachable: Sequence[tuple[str, str]]) -> tuple[RunInfo, StoredPlan]:
     """Plan (ConfigError when nothing can run), then record the run with its jobs, skips,
     unreachable hosts and owner."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed,
                       max_jobs=request.max_jobs)
-    plan_data = plan_summary(plan)
+    stored_plan = plan_from_data(plan_summary(plan))
     info = RunInfo(
         run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
         suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
         inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
         limit_pattern=request.limit, fleet_version=__version__,
         created_at_unix_seconds=time.time(), finished_at_unix_seconds=None, status="running")
-    create_run(store, info, suite_text=text, plan_json=json.dumps(plan_data, sort_keys=True),
+    create_run(store, info, suite_text=text, plan_json=plan_to_json(stored_plan),
                cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
                       for c in plan.cases],
-               jobs=plan_jobs(plan_data, {c.case_id: c for c in plan.cases}),
+               jobs=plan_jobs(stored_plan, {c.case_id: c for c in plan.cases}),
                skipped=[(s.case_id, s.reason) for s in plan.skipped], owner=owner,
                unreachable=unreachable)
-    return info, plan_data
+    return info, stored_plan
 
 
 def _sha256(text: str) -> str:
@@ -245,15 +244,14 @@ def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: Warni
 def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Owner, *,
                   on_event: EventSink, on_warning: WarningSink,
                   options: ExecuteOptions | None) -> RunReport:
-    suite_text, plan_json = run_suite_text(store, info.run_id)
+    suite_text, stored_plan = run_plan(store, info.run_id)
     suite = parse_suite(suite_text, source=f"{info.suite_path} (recorded in {info.run_id})")
-    plan_data: dict[str, Any] = json.loads(plan_json)
     sources = request.inventory_sources or tuple(Path(p) for p in info.inventory)
     limit = request.limit if request.inventory_sources else info.limit_pattern
     inventory = load_inventory(list(sources), limit=limit)
     for warning in inventory.warnings:
         on_warning(warning)
-    planned = set(plan_queues(plan_data))
+    planned = set(plan_queues(stored_plan))
     hosts = tuple(h for h in inventory.hosts if h.name in planned)
     missing = [(name, "planned host not in the inventory")
                for name in sorted(planned - {h.name for h in hosts})]
@@ -268,7 +266,7 @@ def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Ow
                         unreachable=unreachable + missing, now_unix_seconds=time.time())
         known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
         set_run_status(store, info.run_id, "running", None)
-        prepared = _Prepared(info, suite, plan_data, hosts, {**known, **facts}, connections,
+        prepared = _Prepared(info, suite, stored_plan, hosts, {**known, **facts}, connections,
                              resumed=True, owner=owner)
         return _execute(store, prepared, on_event=on_event, options=options)
     finally:
@@ -282,14 +280,14 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
              options: ExecuteOptions | None) -> RunReport:
     info = run.info
     detail = load_run(store, info.run_id)
-    queued = {cid for entries in plan_queues(run.plan_data).values() for cid, _ in entries}
+    queued = {cid for entries in plan_queues(run.plan).values() for cid, _ in entries}
     runtimes = case_runtimes(run.suite, queued, where=info.suite_path)
     cases = {cid: rt.case for cid, rt in runtimes.items()}
     pending = detail.pending_jobs()
     by_name = {h.name: h for h in run.hosts}
     candidates = [Candidate(by_name[n], f) for n, f in run.facts.items() if n in by_name]
     execution = Execution(
-        run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan_data, cases, pending),
+        run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan, cases, pending),
         facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
         next_attempt_no=next_attempt_numbers(detail))
     openers = {h: agent_opener(by_name.get(h), h, run.connections) for h in execution.queues}
@@ -332,7 +330,7 @@ class _Heartbeat:
         self._last = time.monotonic()
         try:
             heartbeat(self._store, self._run_id, self._owner, time.time())
-        except sqlite3.OperationalError:
+        except OperationalError:
             return
 
 

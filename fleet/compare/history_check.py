@@ -28,14 +28,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from fleet.compare.select import CaseKey, Group, Labels, case_coords
 from fleet.compare.stats import Policy
 from fleet.report.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
-
-if TYPE_CHECKING:  # a record type only: this module stays free of the store
-    from fleet.store.runs import CompletedAttempt
+from fleet.runs import CompletedAttempt, PlannedCase
 
 MIN_HISTORY_POINTS = 5  # earlier runs needed before the history counts
 NOISE_FACTOR = 2.0  # effective threshold >= this x the host's CV
@@ -63,13 +61,13 @@ def history_key(group: Group) -> HistoryKey:
 
 
 def history_medians(runs: Sequence[tuple[Sequence[CompletedAttempt],
-                                          Mapping[str, Mapping[str, Any]]]],
+                                          Mapping[str, PlannedCase]]],
                     hosts: Collection[str] | None = None) -> dict[HistoryKey, tuple[float, ...]]:
     """Earlier runs (oldest first; each its completed attempts and its plan's cases) -> one
     point per run and key: the median of that run's values (None values left out)."""
     out: dict[HistoryKey, list[float]] = {}
     for attempts, cases in runs:
-        coords = {cid: (str(c.get("workload", "")), case_coords(c)) for cid, c in cases.items()}
+        coords = {cid: (c.workload, case_coords(c)) for cid, c in cases.items()}
         values: dict[HistoryKey, list[float]] = {}
         for a in attempts:
             known = coords.get(a.case_id)

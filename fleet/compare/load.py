@@ -3,21 +3,20 @@ behind each attempt's fingerprint; run tags and baseline references."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
-from fleet.codec import facts_from_json_data
 from fleet.compare.history_check import HistoryKey, history_medians
 from fleet.compare.select import LoadedRun
 from fleet.execute_events import RunEvent, RunStarted
 from fleet.model import Facts
 from fleet.runs import RunInfo
 from fleet.store import Store
+from fleet.store.report_reads import earlier_completed_runs, facts_with_fingerprint
 from fleet.store.runs import (
     load_completed,
     resolve_ref,
-    run_suite_text,
+    run_plan,
     run_tags,
     runs_tagged,
     set_run_tags,
@@ -66,29 +65,18 @@ def load_history(store_path: Path, run_id: str, *, runs: int,
     if runs <= 0:
         return {}
     with Store.open_read(store_path) as store:
-        conn = store.connection
-        row = conn.execute("SELECT suite, created_at_unix_seconds FROM runs WHERE run_id = ?",
-                           (run_id,)).fetchone()
-        if row is None:
-            return {}
-        ids = [r[0] for r in conn.execute(
-            "SELECT run_id FROM runs WHERE suite = ? AND status = 'completed' AND run_id != ?"
-            " AND created_at_unix_seconds <= ? ORDER BY created_at_unix_seconds DESC,"
-            " run_id DESC LIMIT ?", (row[0], run_id, row[1], runs))]
         loaded = []
-        for rid in reversed(ids):
+        for rid in earlier_completed_runs(store, run_id, runs):
             _, attempts = load_completed(store, rid)
-            _, plan_json = run_suite_text(store, rid)
-            loaded.append((attempts, json.loads(plan_json).get("cases", {})))
+            loaded.append((attempts, run_plan(store, rid)[1].cases))
     return history_medians(loaded, hosts)
 
 
 def _load(store: Store, run_id: str) -> LoadedRun:
     info, attempts = load_completed(store, run_id)
-    suite_text, plan_json = run_suite_text(store, run_id)
-    plan = json.loads(plan_json)
+    suite_text, plan = run_plan(store, run_id)
     wanted = {(a.host, a.fingerprint) for a in attempts if a.fingerprint is not None}
-    return LoadedRun(info, attempts, plan.get("cases", {}), suite_text,
+    return LoadedRun(info, attempts, plan.cases, suite_text,
                      run_tags(store, [run_id]).get(run_id, {}), facts_by_fingerprint(store, wanted))
 
 
@@ -97,9 +85,7 @@ def facts_by_fingerprint(store: Store, wanted: set[tuple[str, str]]
     """The newest stored snapshot of each (host, fingerprint); missing ones are left out."""
     found: dict[tuple[str, str], Facts] = {}
     for host, fingerprint in sorted(wanted):
-        row = store.connection.execute(
-            "SELECT facts_json FROM facts_snapshots WHERE host = ? AND fingerprint = ?"
-            " ORDER BY id DESC LIMIT 1", (host, fingerprint)).fetchone()
-        if row is not None:
-            found[(host, fingerprint)] = facts_from_json_data(json.loads(row[0]))
+        facts = facts_with_fingerprint(store, host, (fingerprint,))
+        if facts is not None:
+            found[(host, fingerprint)] = facts
     return found

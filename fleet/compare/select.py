@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
 from fleet.compare.fingerprint import Fields, host_fields
 from fleet.errors import ConfigError, FleetError
 from fleet.model import Facts
-from fleet.runs import RunInfo
-
-if TYPE_CHECKING:  # a record type only: this module stays free of the store
-    from fleet.store.runs import CompletedAttempt
+from fleet.runs import CompletedAttempt, PlannedCase, RunInfo
 from fleet.suite import parse_suite
 from fleet.workloads.base import format_value
 
@@ -40,7 +37,7 @@ class LoadedRun:
 
     info: RunInfo
     attempts: tuple[CompletedAttempt, ...]  # fleet.store.runs.load_completed
-    cases: Mapping[str, Mapping[str, Any]]  # case id -> the plan's case JSON
+    cases: Mapping[str, PlannedCase]  # case id -> the case as the run's plan recorded it
     suite_text: str
     tags: Mapping[str, str]
     facts: Mapping[tuple[str, str], Facts]  # (host, fingerprint) -> the facts behind it
@@ -82,8 +79,7 @@ class Group:
 def observations(run: LoadedRun, *, axis: str | None = None) -> list[Observation]:
     fields_cache: dict[tuple[object, ...], Fields] = {}
     found: list[Observation] = []
-    coords = {cid: (str(case.get("workload", "")), _coords(case))
-              for cid, case in run.cases.items()}
+    coords = {cid: (case.workload, _coords(case)) for cid, case in run.cases.items()}
     for a in run.attempts:
         known = coords.get(a.case_id)
         if known is None:
@@ -99,16 +95,13 @@ def observations(run: LoadedRun, *, axis: str | None = None) -> list[Observation
     return found
 
 
-def case_coords(case: Mapping[str, Any]) -> CaseKey:
+def case_coords(case: PlannedCase) -> CaseKey:
     """A plan case's every parameter, knob and variant, as a comparison keys it."""
     return _coords(case)
 
 
-def _coords(case: Mapping[str, Any]) -> CaseKey:
-    values: dict[str, Any] = {}
-    for section in ("params", "knobs", "variant"):
-        values.update(case.get(section) or {})
-    return tuple(sorted((k, format_value(v)) for k, v in values.items()))
+def _coords(case: PlannedCase) -> CaseKey:
+    return tuple(sorted((k, format_value(v)) for k, v in case.settings().items()))
 
 
 def entry_configs(run: LoadedRun) -> tuple[CompareConfig, dict[str, CompareConfig]]:

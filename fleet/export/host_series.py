@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fleet.export import catalogue as cat
 from fleet.export.series import escape_value, format_value
-from fleet.export.store_reader import StoredSeries
+from fleet.runs import StoredSeries
 
 Labels = tuple[tuple[str, str], ...]
 

@@ -94,16 +94,12 @@ def _run_snapshot(store_path: Path, run_id: str) -> Iterator[tuple[Store, RunInf
     """The read-only store in one read transaction, the run, and the names of its stored
     series the catalogue does not know (skipped); StoreError for an unknown run, FleetError
     when it stored no samples."""
-    with open_read_only(store_path) as store:
-        store.connection.execute("BEGIN")
-        try:
-            (info,) = select_runs(store, (run_id,), None)
-            names = stored_series_names(store, run_id)
-            if not names:
-                raise _no_samples(store_path, run_id)
-            yield store, info, tuple(n for n in names if cat.host_entry(n) is None)
-        finally:
-            store.connection.execute("COMMIT")
+    with open_read_only(store_path) as store, store.read_snapshot():
+        (info,) = select_runs(store, (run_id,), None)
+        names = stored_series_names(store, run_id)
+        if not names:
+            raise _no_samples(store_path, run_id)
+        yield store, info, tuple(n for n in names if cat.host_entry(n) is None)
 
 
 def load_host_series(store_path: Path, run_id: str) -> HostSeries:

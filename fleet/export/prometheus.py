@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import http.client
 import socket
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -54,7 +53,7 @@ from fleet.export.store_reader import (
     select_runs,
 )
 from fleet.runs import Attempt
-from fleet.store import Store
+from fleet.store import DatabaseError, Store
 
 
 @dataclass(frozen=True)
@@ -99,27 +98,24 @@ class StoreCollector(Collector):
         version = data_version(store)
         if version == self._version:
             return
-        conn = store.connection
-        conn.execute("BEGIN")  # one consistent view of the store
-        try:
-            runs = select_runs(store, self._selection.run_ids, self._selection.last)
-            known = self._live.run_ids
-            if tuple(r.run_id for r in runs[:len(known)]) != known:  # a run left: start over
-                self._live, known = LiveExport(self._selection.axis_labels), ()
-            mark = self._live.last_attempt_id
-            added = runs[len(known):]  # new runs: every attempt of theirs is new
-            for info in added:
-                self._live.add_run(info, read_static(store, info.run_id))
-            for info in runs:
-                self._live.update_info(info)
-            self._live.apply(read_increment(store, known, mark))
-            self._live.apply(read_increment(store, tuple(r.run_id for r in added), 0))
-            self._counts = self._live.counts(runs_by_status(store), store.schema_version())
-        except BaseException:  # half-applied: start over next time (scrapes keep the last)
-            self._live = LiveExport(self._selection.axis_labels)
-            raise
-        finally:
-            conn.execute("COMMIT")
+        with store.read_snapshot():  # one consistent view of the store
+            try:
+                runs = select_runs(store, self._selection.run_ids, self._selection.last)
+                known = self._live.run_ids
+                if tuple(r.run_id for r in runs[:len(known)]) != known:  # a run left: start over
+                    self._live, known = LiveExport(self._selection.axis_labels), ()
+                mark = self._live.last_attempt_id
+                added = runs[len(known):]  # new runs: every attempt of theirs is new
+                for info in added:
+                    self._live.add_run(info, read_static(store, info.run_id))
+                for info in runs:
+                    self._live.update_info(info)
+                self._live.apply(read_increment(store, known, mark))
+                self._live.apply(read_increment(store, tuple(r.run_id for r in added), 0))
+                self._counts = self._live.counts(runs_by_status(store), store.schema_version())
+            except BaseException:  # half-applied: start over next time (scrapes keep the last)
+                self._live = LiveExport(self._selection.axis_labels)
+                raise
         # one bytes object: a scrape then sends it with a few send() calls, each of which has
         # to win the GIL back from a busy render thread (thousands of pieces would stall it)
         self._body = b"".join(self._live.chunks(self._counts))
@@ -162,7 +158,7 @@ class StoreCollector(Collector):
             try:
                 self._refresh_frozen()
                 self.background_error = None
-            except (FleetError, sqlite3.Error) as exc:  # keep serving the last rendering
+            except (FleetError, DatabaseError) as exc:  # keep serving the last rendering
                 self.background_error = str(exc)
 
     def _refresh_frozen(self) -> None:

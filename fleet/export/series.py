@@ -15,10 +15,17 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from fleet.execute_events import summarize
 from fleet.export import catalogue as cat
-from fleet.export.store_reader import Increment, ResultRow, RunStatic
-from fleet.runs import Attempt, RunDetail, RunInfo, StoredAttempt
+from fleet.runs import (
+    Attempt,
+    Increment,
+    ResultRow,
+    RunDetail,
+    RunInfo,
+    RunStatic,
+    StoredAttempt,
+    summarize,
+)
 
 Labels = tuple[tuple[str, str], ...]
 MAX_BLOCKS = 64  # encoded blocks kept per family before they are merged into one

@@ -4,7 +4,8 @@ Detection is Apache Otava's (formerly Hunter, ``otava.analysis.compute_change_po
 E-divisive means split into windows, candidate points tested with Student's t-test and merged
 bottom-up (Fleming et al., "Hunter: Using Change Point Detection to Hunt for Performance
 Regressions", ICPE 2023). It is made for CI performance series: few points, one value per
-run, noisy. The only module that imports otava.
+run, noisy. The only module that imports otava, and only inside ``change_points``: a module
+that imports this one (every compare/ module) does not load otava until a series is checked.
 
 Indices are positions in the series given (0 = oldest); a change point at index i means the
 values from i on differ from those before i.
@@ -15,8 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from otava.analysis import compute_change_points
 
 from fleet.compare.stats import summarize
 
@@ -42,6 +41,8 @@ def change_points(values: Sequence[float], *, max_pvalue: float = DEFAULT_MAX_PV
     clean = [float(v) for v in values]
     if len(clean) < MIN_POINTS or any(not math.isfinite(v) for v in clean):
         return ()
+    from otava.analysis import compute_change_points  # loaded on first use (see above)
+
     found, _ = compute_change_points(clean, window_len=window, max_pvalue=max_pvalue,
                                      min_magnitude=min_magnitude)
     out = []

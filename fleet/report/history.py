@@ -18,9 +18,9 @@ from typing import Any
 from fleet.compare.engine import metric_text
 from fleet.errors import ConfigError
 from fleet.report.changes import ChangePoint, change_points
-from fleet.report.load import plan_cases
 from fleet.runs import JobKey
 from fleet.store import Store
+from fleet.store.history_reads import MetricRow, metric_rows, runs_case_settings
 from fleet.store.runs import run_tags, runs_tagged
 from fleet.workloads.base import format_value
 
@@ -60,15 +60,6 @@ class HistorySeries:
         return tuple(p.value for p in self.points)
 
 
-_QUERY = (
-    "SELECT a.run_id, r.created_at_unix_seconds, a.job_key, a.host, res.value, res.unit,"
-    " res.labels_json FROM results res JOIN attempts a ON a.attempt_id = res.attempt_id"
-    " JOIN runs r ON r.run_id = a.run_id WHERE res.metric = ? AND a.status = 'completed'"
-    # one completed attempt per job (the latest) counts
-    " AND a.attempt_id = (SELECT MAX(b.attempt_id) FROM attempts b WHERE b.run_id = a.run_id"
-    " AND b.job_key = a.job_key AND b.status = 'completed')")
-
-
 def load_history(query: HistoryQuery) -> tuple[HistorySeries, ...]:
     """ConfigError (one line) when nothing matches: an empty history is not an answer."""
     if not query.store_path.exists():
@@ -97,33 +88,18 @@ def load_history(query: HistoryQuery) -> tuple[HistorySeries, ...]:
     return tuple(sorted(series, key=lambda s: (s.metric, s.case, s.case_id, s.host)))
 
 
-def _rows(store: Store, query: HistoryQuery) -> list[tuple[Any, ...]]:
-    sql, args = _QUERY, [query.metric]
-    if query.host is not None:
-        sql, args = sql + " AND a.host = ?", [*args, query.host]
-    rows = store.connection.execute(
-        sql + " ORDER BY r.created_at_unix_seconds, r.run_id, a.attempt_id", args).fetchall()
+def _rows(store: Store, query: HistoryQuery) -> list[MetricRow]:
+    rows = metric_rows(store, query.metric, query.host)
     if query.tags:
         allowed = {i.run_id for i in runs_tagged(store, list(query.tags))}
-        rows = [r for r in rows if r[0] in allowed]
+        rows = [r for r in rows if r.run_id in allowed]
     return rows
 
 
 def _settings(store: Store, run_ids: set[str]) -> dict[tuple[str, str], dict[str, str]]:
     """(run id, case id) -> every setting (params, knobs, variant) as text."""
-    out: dict[tuple[str, str], dict[str, str]] = {}
-    for run_id in sorted(run_ids):
-        plan_row = store.connection.execute(
-            "SELECT plan_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        planned = plan_cases(plan_row[0] if plan_row else "{}")
-        for case_id, params_json in store.connection.execute(
-                "SELECT case_id, params_json FROM run_cases WHERE run_id = ?", (run_id,)):
-            case = planned.get(case_id)
-            merged = ({**case.get("params", {}), **case.get("knobs", {}),
-                       **case.get("variant", {})} if isinstance(case, dict)
-                      else json.loads(params_json))
-            out[(run_id, case_id)] = {k: format_value(v) for k, v in merged.items()}
-    return out
+    return {key: {k: format_value(v) for k, v in merged.items()}
+            for key, merged in runs_case_settings(store, run_ids).items()}
 
 
 def _matches(settings: Mapping[str, str], wanted: Sequence[tuple[str, str]]) -> bool:

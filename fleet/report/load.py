@@ -6,38 +6,28 @@ its newest snapshot taken before the run ended, else none (the report says so).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from fleet.codec import facts_from_json_data
+from fleet.codec import case_settings
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
 from fleet.errors import ConfigError
-from fleet.model import Facts, ParamValue
+from fleet.model import Facts
 from fleet.report.assemble import RunRecords
 from fleet.report.series import SeriesChoice
 from fleet.runs import SeriesPoint
 from fleet.store import Store
-from fleet.store.runs import load_run, load_samples, run_suite_text, sample_counts
+from fleet.store.report_reads import facts_before, facts_with_fingerprint
+from fleet.store.runs import load_run, load_samples, run_plan, sample_counts
 from fleet.suite import parse_suite
 
 
 def load_records(store: Store, run_id: str) -> RunRecords:
     """StoreError (one line) for an unknown run id."""
     detail = load_run(store, run_id).one_completed_per_job()
-    suite_text, plan_json = run_suite_text(store, run_id)
-    planned: Mapping[str, Any] = plan_cases(plan_json)
-    settings: dict[str, dict[str, ParamValue]] = {}
-    workloads: dict[str, str] = {}
-    for case_id, workload, params_json in detail.cases:
-        case = planned.get(case_id)
-        if isinstance(case, dict):
-            merged = {**case.get("params", {}), **case.get("knobs", {}),
-                      **case.get("variant", {})}
-        else:
-            merged = json.loads(params_json)
-        settings[case_id] = merged
-        workloads[case_id] = workload
+    suite_text, plan = run_plan(store, run_id)
+    settings = {case_id: case_settings(plan, case_id, params_json)
+                for case_id, _, params_json in detail.cases}
+    workloads = {case_id: workload for case_id, workload, _ in detail.cases}
     return RunRecords(detail, settings, workloads, *_compare(suite_text, detail.info.suite_path))
 
 
@@ -49,15 +39,6 @@ def _compare(suite_text: str, source: str) -> tuple[dict[str, CompareConfig], Co
     except ConfigError:
         return {}, DEFAULT_COMPARE
     return {e.name: e.compare for e in suite.entries}, suite.compare
-
-
-def plan_cases(plan_json: str) -> Mapping[str, Any]:
-    try:
-        data = json.loads(plan_json)
-    except ValueError:
-        return {}
-    cases = data.get("cases") if isinstance(data, dict) else None
-    return cases if isinstance(cases, dict) else {}
 
 
 def load_facts(store: Store, runs: Sequence[RunRecords]) -> dict[str, Facts | None]:
@@ -75,20 +56,8 @@ def load_facts(store: Store, runs: Sequence[RunRecords]) -> dict[str, Facts | No
 
 
 def _host_facts(store: Store, host: str, prints: set[str], ended: float) -> Facts | None:
-    conn = store.connection
-    row = None
-    if prints:
-        marks = ",".join("?" * len(prints))
-        row = conn.execute(
-            "SELECT facts_json FROM facts_snapshots WHERE host = ?"  # noqa: S608 (? marks)
-            f" AND fingerprint IN ({marks}) ORDER BY id DESC LIMIT 1",
-            (host, *sorted(prints))).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT facts_json FROM facts_snapshots WHERE host = ?"
-            " AND collected_at_unix_seconds <= ? ORDER BY id DESC LIMIT 1",
-            (host, ended)).fetchone()
-    return None if row is None else facts_from_json_data(json.loads(row[0]))
+    found = facts_with_fingerprint(store, host, prints)
+    return found if found is not None else facts_before(store, host, ended)
 
 
 def load_counts(store: Store, runs: Sequence[RunRecords]) -> list[dict[int, dict[str, int]]]:

@@ -26,8 +26,14 @@ from fleet.errors import StoreError
 from fleet.model import Facts, Host
 from fleet.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreInfo",
-           "StoredSnapshot"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "DatabaseError",
+           "OperationalError", "Store", "StoreInfo", "StoredSnapshot"]
+
+# SQLite's errors under the store's names, for callers that carry on after one (a busy store:
+# OperationalError, "database is locked" after the busy timeout), so they need not import
+# sqlite3: only fleet.store speaks SQLite
+DatabaseError = sqlite3.Error
+OperationalError = sqlite3.OperationalError
 
 _FIRST_TABLES = frozenset({"hosts", "facts_snapshots"})  # what migration 1 creates
 
@@ -142,9 +148,19 @@ class Store:
         self._conn.close()
 
     @property
-    def connection(self) -> sqlite3.Connection:
-        """For the store's record modules (fleet.store.runs); others use Store's methods."""
+    def _connection(self) -> sqlite3.Connection:
+        """For the store's own modules (fleet.store.*) only: nothing else speaks SQL."""
         return self._conn
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """One consistent view of the store for several reads (BEGIN ... COMMIT; a read
+        transaction takes no write lock)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -127,7 +127,7 @@ def release_run(store: Store, run_id: str, me: Owner) -> None:
 
 def run_owners(store: Store) -> dict[str, Owner]:
     return {str(r[0]): Owner(int(r[1]), str(r[2]), str(r[3]), float(r[4]), float(r[5]))
-            for r in store.connection.execute("SELECT * FROM run_owners")}
+            for r in store._connection.execute("SELECT * FROM run_owners")}
 
 
 def claim_job(store: Store, run_id: str, claim: Claim) -> None:

@@ -12,12 +12,13 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import NamedTuple
 
+from fleet.codec import plan_from_json
 from fleet.errors import StoreError
 from fleet.model import Measurement
 from fleet.runs import (
     Attempt,
+    CompletedAttempt,
     JobKey,
     KnobState,
     RunDetail,
@@ -25,6 +26,7 @@ from fleet.runs import (
     RunStatus,
     SeriesPoint,
     StoredAttempt,
+    StoredPlan,
 )
 from fleet.store.db import Store
 from fleet.store.owner import Owner, claims, insert_owner, unclaim
@@ -94,7 +96,7 @@ def record_attempt(store: Store, attempt: Attempt) -> int:
 
 def load_samples(store: Store, attempt_id: int) -> tuple[SeriesPoint, ...]:
     """One attempt's sampled series, by series, labels and time."""
-    rows = store.connection.execute(
+    rows = store._connection.execute(
         "SELECT series, labels_json, monotonic_seconds, wall_unix_seconds, value FROM samples"
         " WHERE attempt_id = ? ORDER BY series, labels_json, monotonic_seconds", (attempt_id,))
     return tuple(SeriesPoint(str(r[0]), tuple(sorted(json.loads(r[1]).items())), float(r[2]),
@@ -104,7 +106,7 @@ def load_samples(store: Store, attempt_id: int) -> tuple[SeriesPoint, ...]:
 def sample_counts(store: Store, run_id: str) -> dict[int, dict[str, int]]:
     """attempt id -> {series: stored points} for every attempt of the run that has samples."""
     counts: dict[int, dict[str, int]] = {}
-    for r in store.connection.execute(
+    for r in store._connection.execute(
             "SELECT s.attempt_id, s.series, COUNT(*) FROM samples s JOIN attempts a"
             " ON a.attempt_id = s.attempt_id WHERE a.run_id = ?"
             " GROUP BY s.attempt_id, s.series ORDER BY s.attempt_id, s.series", (run_id,)):
@@ -120,23 +122,30 @@ def set_run_status(store: Store, run_id: str, status: RunStatus,
 
 
 def list_runs(store: Store) -> tuple[RunInfo, ...]:
-    rows = store.connection.execute(
+    rows = store._connection.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs"  # noqa: S608 (constant columns)
         " ORDER BY created_at_unix_seconds, run_id").fetchall()
     return tuple(_run_info(r) for r in rows)
 
 
 def run_suite_text(store: Store, run_id: str) -> tuple[str, str]:
-    """(suite_text, plan_json) of a run, for --resume."""
-    row = store.connection.execute(
+    """(suite_text, plan_json) of a run as stored (run_plan decodes the plan)."""
+    row = store._connection.execute(
         "SELECT suite_text, plan_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise _unknown_run(store, run_id)
     return str(row[0]), str(row[1])
 
 
+def run_plan(store: Store, run_id: str) -> tuple[str, StoredPlan]:
+    """(suite text, plan) recorded with the run; StoreError for an unknown run or a plan
+    this fleet cannot read."""
+    suite_text, plan_json = run_suite_text(store, run_id)
+    return suite_text, plan_from_json(plan_json, where=f"{store.path}: run {run_id}")
+
+
 def load_run(store: Store, run_id: str) -> RunDetail:
-    conn = store.connection
+    conn = store._connection
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608
                        (run_id,)).fetchone()
     if row is None:
@@ -209,19 +218,6 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
     return tuple(out)
 
 
-class CompletedAttempt(NamedTuple):
-    """A completed attempt as comparisons read it (fleet.compare): light, no output."""
-
-    attempt_id: int
-    case_id: str
-    repetition: int
-    host: str
-    fingerprint: str | None
-    knobs: tuple[KnobState, ...]
-    results: tuple[tuple[str, float | None, str, tuple[tuple[str, str], ...]], ...]
-    # (metric, value, unit, sorted labels); value None: missing
-
-
 # one completed attempt per job, the latest: a job completed twice (two controllers on one
 # run before run ownership existed) counts once
 _LATEST_COMPLETED = ("SELECT MAX(attempt_id) FROM attempts WHERE run_id = ?"
@@ -232,7 +228,7 @@ def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedA
     """A run's completed attempts (the latest of each job) with their results and knobs
     (quicker than load_run: no output, no frozen records per row). StoreError when the run
     is unknown."""
-    conn = store.connection
+    conn = store._connection
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608
                        (run_id,)).fetchone()
     if row is None:
@@ -278,7 +274,7 @@ def _unknown_run(store: Store, run_id: str) -> StoreError:
 
 def run_job_counts(store: Store) -> dict[str, tuple[int, int]]:
     """run id -> (jobs with a completed attempt, jobs in total), for every run."""
-    rows = store.connection.execute(
+    rows = store._connection.execute(
         "SELECT j.run_id, COUNT(*), SUM(EXISTS (SELECT 1 FROM attempts a WHERE"
         " a.run_id = j.run_id AND a.job_key = j.job_key AND a.status = 'completed'))"
         " FROM run_jobs j GROUP BY j.run_id").fetchall()
@@ -292,7 +288,7 @@ BRANCH_TAG, PLAIN_TAG = "branch", "tag"
 
 def set_run_tags(store: Store, run_id: str, tags: Mapping[str, str]) -> None:
     """Add or replace tags of a run (one value per key), in one transaction."""
-    if store.connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() \
+    if store._connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() \
             is None:
         raise _unknown_run(store, run_id)
     with store.transaction() as conn:
@@ -304,7 +300,7 @@ def run_tags(store: Store, run_ids: Sequence[str] | None = None) -> dict[str, di
     """run id -> {key: value} for the given runs (None: every run); untagged runs are absent."""
     tags: dict[str, dict[str, str]] = {}
     wanted = None if run_ids is None else set(run_ids)
-    for r in store.connection.execute("SELECT run_id, key, value FROM run_tags ORDER BY key"):
+    for r in store._connection.execute("SELECT run_id, key, value FROM run_tags ORDER BY key"):
         if wanted is None or r[0] in wanted:
             tags.setdefault(str(r[0]), {})[str(r[1])] = str(r[2])
     return tags

@@ -34,7 +34,7 @@ from test_sampling_lab import suite_text
 from fleet.export.store_reader import open_read_only
 from fleet.lab import LabState
 from fleet.store import Store
-from fleet.store.runs import load_run, load_samples
+from fleet.store.runs import list_runs, load_run, load_samples
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def sampled(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> SampledR
                           capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open_read_only(store) as s:
-        (run_id,) = [str(r[0]) for r in s.connection.execute("SELECT run_id FROM runs")]
+        (run_id,) = [r.run_id for r in list_runs(s)]
         (stored,) = load_run(s, run_id).attempts
         points = load_samples(s, stored.attempt_id)
     derived = {(m.metric, dict(m.labels).get("node")): m.value

@@ -24,7 +24,7 @@ from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
 from fleet.store import Store
-from fleet.store.runs import load_run
+from fleet.store.runs import list_runs, load_run
 from fleet.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ workloads:
 
 def intervals(store: Path) -> list[tuple[float, float]]:
     with Store.open(store) as s:
-        (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
+        (run_id,) = [r.run_id for r in list_runs(s)]
         detail = load_run(s, str(run_id))
     return [(a.attempt.started_at_unix_seconds, a.attempt.ended_at_unix_seconds)
             for a in detail.attempts if a.attempt.status == "completed"]
@@ -149,7 +149,7 @@ def test_a_run_on_a_held_host_names_the_holder_and_gives_up_after_host_lock_wait
     assert f"{name}: waiting 0 s of 1 s for the host lock, held by itest@here" in proc.stderr
     assert f"{name} quarantined: {name}: host busy: held by itest@here" in proc.stderr
     with Store.open_read(tmp_path / "fleet.sqlite") as s:
-        (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
+        (run_id,) = [r.run_id for r in list_runs(s)]
         detail = load_run(s, str(run_id))
     assert not [a for a in detail.attempts if a.attempt.status == "completed"]
 

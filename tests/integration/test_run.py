@@ -29,7 +29,7 @@ from fleet.model import Measurement
 from fleet.run_api import RunRequest, start_run
 from fleet.runs import Attempt, RunDetail
 from fleet.store import Store
-from fleet.store.runs import load_run
+from fleet.store.runs import list_runs, load_run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def wait_for_attempts(store: Path, n: int, proc: subprocess.Popen[str]) -> None:
 
 def only_run(store: Path) -> RunDetail:
     with Store.open(store) as s:
-        (run_id,) = [r[0] for r in s.connection.execute("SELECT run_id FROM runs")]
+        (run_id,) = [r.run_id for r in list_runs(s)]
         return load_run(s, str(run_id))
 
 

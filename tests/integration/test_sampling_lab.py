@@ -25,7 +25,7 @@ import pytest
 from fleet.lab import LabState
 from fleet.model import Measurement
 from fleet.store import Store
-from fleet.store.runs import load_run, load_samples
+from fleet.store.runs import list_runs, load_run, load_samples
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def run_case(tmp_path: Path, inventory: Path, host: str, seconds: float,
                           capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with Store.open(store) as s:
-        (run_id,) = [str(r[0]) for r in s.connection.execute("SELECT run_id FROM runs")]
+        (run_id,) = [r.run_id for r in list_runs(s)]
         (stored,) = load_run(s, run_id).attempts
         points = load_samples(s, stored.attempt_id)
     attempt = stored.attempt

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import ast
+import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 
+from fleet.agent import shipping
+
 PACKAGE = Path(__file__).resolve().parents[2] / "fleet"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
-# each third-party I/O library is imported by exactly one adapter module (or package)
+# each third-party I/O library is imported by exactly one adapter module (or package); every
+# adapter named here exists (a library nothing uses yet, e.g. ansible_runner for provisioning,
+# gets its line when its adapter is written)
 ADAPTERS = {
+    "sqlite3": "store/",
     "paramiko": "transport/ssh/",
     "ansible": "inventory/",
-    "ansible_runner": "provision.py",
     "prometheus_client": "export/prometheus.py",
     "grafana_client": "export/grafana.py",
     "cramjam": "export/remote_write.py",
@@ -37,9 +44,12 @@ PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "fac
         "report/series.py", "report/html.py", "report/changes.py",
         "compare/stats.py", "compare/config.py", "compare/fingerprint.py", "compare/select.py",
         "compare/engine.py", "compare/decide.py", "compare/output.py",
-        "compare/history_check.py", "report/likeness.py"]
+        "compare/history_check.py", "report/likeness.py", "execute_events.py",
+        "execute_plan.py", "export/series.py", "export/catalogue.py"]
 IO_LIBS = {"paramiko", "ansible", "ansible_runner", "prometheus_client", "grafana_client",
            "subprocess", "socket", "sqlite3", "requests", "rich"}
+# what a pure module must not load, even through other fleet modules it imports
+NOT_LOADED_BY_PURE = IO_LIBS | {"otava", "matplotlib", "cramjam"}
 
 
 def imports(path: Path) -> set[str]:
@@ -61,6 +71,10 @@ def test_modules_exist() -> None:
     assert len(MODULES) > 10
 
 
+def test_each_adapter_exists() -> None:
+    assert [a for a in ADAPTERS.values() if not (PACKAGE / a).exists()] == []
+
+
 @pytest.mark.parametrize("library", sorted(ADAPTERS))
 def test_each_io_library_has_one_adapter(library: str) -> None:
     users = [rel(p) for p in MODULES if library in imports(p)]
@@ -73,6 +87,124 @@ def test_pure_modules_import_no_io_library(module: str) -> None:
     path = PACKAGE / module
     assert path.exists(), module
     assert not imports(path) & IO_LIBS
+
+
+# ---- transitive imports: what importing a module loads -----------------------------------------
+
+
+def module_file(name: str) -> Path | None:
+    """``fleet.x.y`` -> fleet/x/y.py or fleet/x/y/__init__.py (None: not a fleet module)."""
+    parts = name.split(".")
+    if parts[0] != "fleet":
+        return None
+    base = PACKAGE.joinpath(*parts[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _run_at_import(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements that run when the module is imported: not function bodies, not the
+    body of ``if TYPE_CHECKING:``."""
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        yield node
+        if isinstance(node, ast.If):
+            test = node.test
+            checking = (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+            yield from _run_at_import(node.orelse if checking else node.body + node.orelse)
+        elif isinstance(node, ast.ClassDef | ast.With | ast.For | ast.While):
+            yield from _run_at_import(node.body)
+        elif isinstance(node, ast.Try):
+            for part in (node.body, *(h.body for h in node.handlers), node.orelse,
+                         node.finalbody):
+                yield from _run_at_import(part)
+
+
+def imported_at_import(path: Path) -> set[str]:
+    """Dotted names the module imports when it is imported (``from a import b``: a, and a.b
+    in case b is a module)."""
+    package = module_name(path)
+    package = package if path.name == "__init__.py" else package.rpartition(".")[0]
+    names: set[str] = set()
+    for node in _run_at_import(ast.parse(path.read_text()).body):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+@cache
+def loads(path: Path) -> dict[str, tuple[str, ...]]:
+    """Every top-level library (not fleet) importing this module loads -> the chain of fleet
+    modules through which it first does."""
+    found: dict[str, tuple[str, ...]] = {}
+    seen = {path}
+    todo: list[tuple[Path, tuple[str, ...]]] = [(path, (module_name(path),))]
+    while todo:
+        current, chain = todo.pop()
+        for name in sorted(imported_at_import(current)):
+            if name.split(".")[0] != "fleet":
+                found.setdefault(name.split(".")[0], chain)
+                continue
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # a.b.c runs a, a.b and a.b.c
+                target = module_file(".".join(parts[:i]))
+                if target is not None and target not in seen:
+                    seen.add(target)
+                    todo.append((target, (*chain, module_name(target))))
+    return found
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_load_no_io_library_through_other_modules(module: str) -> None:
+    reached = loads(PACKAGE / module)
+    assert {lib: " -> ".join(reached[lib])
+            for lib in sorted(set(reached) & NOT_LOADED_BY_PURE)} == {}
+
+
+def test_the_transitive_walk_sees_through_modules() -> None:
+    assert "sqlite3" in loads(PACKAGE / "report" / "history.py")  # via fleet.store
+    assert "otava" not in loads(PACKAGE / "report" / "changes.py")  # imported in a function
+    assert "otava" not in loads(PACKAGE / "compare" / "engine.py")
+    assert module_file("fleet.store.runs") == PACKAGE / "store" / "runs.py"
+    assert module_file("fleet.store") == PACKAGE / "store" / "__init__.py"
+
+
+def test_the_agent_ships_only_standard_library_code() -> None:
+    """What the controller sends to a host (runner.py and shipping.SHIPPED_MODULES) runs there
+    alone: it may import only the standard library, anywhere in the file, and the other
+    shipped modules (their texts share one scope on the host; imported in the package only)."""
+    shipped = [shipping.RUNNER_PATH, *(shipping.RUNNER_PATH.with_name(n)
+                                       for n in shipping.SHIPPED_MODULES)]
+    assert len(shipped) >= 2 and all(p.is_file() for p in shipped)
+    allowed = {module_name(p) for p in shipped}
+    foreign = {}
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                foreign[rel(path)] = "relative import"
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.split(".")[0] not in sys.stdlib_module_names | {"__future__"} \
+                        and name not in allowed:
+                    foreign[rel(path)] = name
+    assert foreign == {}
 
 
 def test_only_cli_prints() -> None:

@@ -18,8 +18,7 @@ from fleet.compare.output import junit, markdown, report_json
 from fleet.compare.select import LoadedRun, SelectionError, between_runs, within_run
 from fleet.errors import ConfigError, FleetError
 from fleet.model import CpuInfo, Facts, IommuInfo, KvmInfo, NumaNode, Topology
-from fleet.runs import KnobState, RunInfo
-from fleet.store.runs import CompletedAttempt
+from fleet.runs import CompletedAttempt, KnobState, PlannedCase, RunInfo
 
 SUITE = """\
 schema_version: 1
@@ -51,8 +50,8 @@ def run(run_id: str, values: dict[tuple[str, str], list[float]], *,
         host_facts: dict[str, Facts] | None = None, axis: str = "v",
         knobs: tuple[KnobState, ...] = ()) -> LoadedRun:
     """values: (axis value, host) -> elapsed values, one attempt each."""
-    cases = {f"c{v}": {"workload": "w", "params": {"seconds": 0.1}, "knobs": {},
-                       "variant": {axis: v}} for v, _ in values}
+    cases = {f"c{v}": PlannedCase("w", params=(("seconds", 0.1),), variant=((axis, v),))
+             for v, _ in values}
     attempts: list[CompletedAttempt] = []
     for (v, host), samples in values.items():
         fp = (host_facts or {}).get(host, facts(host)).fingerprint

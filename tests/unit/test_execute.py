@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet.agent.protocol import RunOutcome
+from fleet.codec import plan_from_data
 from fleet.execute_events import (
     AttemptFinished,
     AttemptStarted,
@@ -179,8 +180,9 @@ def test_run_id_names_the_utc_time() -> None:
 # ---- plan glue, summary and events --------------------------------------------------------
 
 
-PLAN = {"hosts": [{"host": "h1", "groups": [{"variant": {}, "queue": [["a", 1], ["b", 1]]}]},
-                  {"host": "h2", "groups": [{"variant": {}, "queue": [["a", 1], ["b", 2]]}]}]}
+PLAN = plan_from_data(
+    {"hosts": [{"host": "h1", "groups": [{"variant": {}, "queue": [["a", 1], ["b", 1]]}]},
+               {"host": "h2", "groups": [{"variant": {}, "queue": [["a", 1], ["b", 2]]}]}]})
 
 
 def spread_cases(json_case: tuple[Case, Workload]) -> dict[str, Case]:

@@ -28,8 +28,7 @@ from fleet.export.remote_write_codec import (
     varint,
     write_requests,
 )
-from fleet.export.store_reader import StoredSeries
-from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
+from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint, StoredSeries
 from fleet.sampling import VMSTAT_SERIES
 from fleet.store import Store
 from fleet.store.runs import create_run, record_attempt

@@ -16,7 +16,7 @@ from fleet.report.build import ReportRequest, build_report, parse_axis
 from fleet.report.html import number
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.store import Store
-from fleet.store.runs import create_run, load_run, record_attempt
+from fleet.store.runs import create_run, load_run, record_attempt, run_suite_text
 
 HOSTS = ("h1", "h2")
 # case id -> settings: vcpus x eps (the split-huge-pages-on-fault table shape)
@@ -219,8 +219,7 @@ def _second_run(store: Store) -> None:
     detail = load_run(store, "r1")
     info = RunInfo("r2", "eps", "eps.yml", "sha", 8, ("inv.yml",), None, "0.1.0", 300.0,
                    400.0, "completed")
-    _, plan = store.connection.execute(
-        "SELECT suite_text, plan_json FROM runs WHERE run_id='r1'").fetchone()
+    _, plan = run_suite_text(store, "r1")
     create_run(store, info, suite_text="", plan_json=plan, cases=detail.cases,
                jobs=detail.jobs, skipped=[])
     for a in detail.attempts:

@@ -16,7 +16,7 @@ from fleet.model import CpuInfo, Host
 from fleet.report.build import ReportRequest, build_report
 from fleet.runs import Attempt, RunInfo
 from fleet.store import Store
-from fleet.store.runs import create_run, load_run, record_attempt
+from fleet.store.runs import create_run, load_run, record_attempt, run_suite_text
 
 
 def second_run(path: Path, *, changed: bool) -> None:
@@ -28,8 +28,7 @@ def second_run(path: Path, *, changed: bool) -> None:
                                         fingerprint="fp-h1-new")
             store.save_snapshots([Host("h1", "127.0.0.1", "ssh", 22, None)], [newer])
         detail = load_run(store, "r1")
-        plan = store.connection.execute(
-            "SELECT plan_json FROM runs WHERE run_id='r1'").fetchone()[0]
+        _, plan = run_suite_text(store, "r1")
         create_run(store, RunInfo("r2", "eps", "eps.yml", "sha", 8, ("inv.yml",), None,
                                   "0.1.0", 300.0, 400.0, "completed"), suite_text="",
                    plan_json=plan, cases=detail.cases, jobs=detail.jobs, skipped=[])
