@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,11 @@ from fleet.store.runs import (
     run_suite_text,
     sample_counts,
     set_run_status,
+    set_run_tags,
     set_unreachable,
 )
 from fleet.suite import Suite, parse_suite
+from fleet.tags_api import with_defaults
 from fleet.workloads.located import read_suite_text
 
 EventSink = Callable[[RunEvent], None]
@@ -93,6 +95,8 @@ class RunRequest:
     store_path: Path
     accept_new_host_keys: bool = False
     max_jobs: int = DEFAULT_MAX_JOBS  # cases x repetitions (x hosts, once planned)
+    tags: Mapping[str, str] = field(default_factory=dict)  # --tag; the defaults are added
+    suite_text: str | None = None  # the suite file's text when already read (fleet gate)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class ResumeRequest:
     inventory_sources: tuple[Path, ...] | None  # None: the run's recorded inventory
     limit: str | None  # None: the run's recorded limit
     accept_new_host_keys: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)  # --tag: added (no defaults)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,14 @@ class _Prepared:
 def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSink,
               options: ExecuteOptions | None = None) -> RunReport:
     """Validate, gather, plan, record, execute. FleetError before anything is recorded on bad
-    input (suite, inventory, no reachable host, nothing to run)."""
+    input (suite, inventory, no reachable host, nothing to run). The suite file is read once
+    (or not at all when the request carries its text): the plan and the recorded suite text
+    come from that one reading. The run is recorded with its tags (request.tags over the
+    defaults of fleet.tags_api) in the transaction that creates it."""
     if request.seed is not None:
         check_seed(request.seed)
-    text = read_suite_text(request.suite_path)
+    text = request.suite_text if request.suite_text is not None else \
+        read_suite_text(request.suite_path)
     suite = parse_suite(text, source=str(request.suite_path))
     check_suite_size(suite, request.max_jobs)  # before any host is touched
     inventory = load_inventory(list(request.inventory_sources), limit=request.limit)
@@ -171,21 +180,23 @@ def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, 
     """Plan (ConfigError when nothing can run), then record the run with its jobs, skips,
     unreachable hosts and owner."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed,
-                      max_jobs=request.max_jobs)
+    plan = plan_suite(suite, list(facts.values()), hosts, seed=seed,
+                      where=str(request.suite_path), max_jobs=request.max_jobs)
     plan_data = plan_summary(plan)
+    now = time.time()
     info = RunInfo(
-        run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
+        run_id=new_run_id(now, secrets.token_hex(2)), suite=suite.name,
         suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
         inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
         limit_pattern=request.limit, fleet_version=__version__,
-        created_at_unix_seconds=time.time(), finished_at_unix_seconds=None, status="running")
+        created_at_unix_seconds=now, finished_at_unix_seconds=None, status="running")
     create_run(store, info, suite_text=text, plan_json=json.dumps(plan_data, sort_keys=True),
                cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
                       for c in plan.cases],
                jobs=plan_jobs(plan_data, {c.case_id: c for c in plan.cases}),
                skipped=[(s.case_id, s.reason) for s in plan.skipped], owner=owner,
-               unreachable=unreachable)
+               unreachable=unreachable,
+               tags=with_defaults(request.tags, request.suite_path, now_unix_seconds=now))
     return info, plan_data
 
 
@@ -238,6 +249,8 @@ def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: Warni
                                   f"{holder.pid} on {holder.host_name}); a crashed run "
                                   "can be resumed")
         with _owning(store, info.run_id, owner):
+            if request.tags:
+                set_run_tags(store, info.run_id, request.tags)
             return _resume_owned(store, request, info, owner, on_event=on_event,
                                  on_warning=on_warning, options=options)
 

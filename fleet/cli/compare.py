@@ -123,7 +123,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json
-    from fleet.compare.tags import parse_tags, with_defaults
+    from fleet.compare.tags import parse_tags
     from fleet.execute import ExecuteOptions
 
     if args.history is not None and not 0 <= args.history <= 1000:
@@ -135,7 +135,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         axis = (name, value)
     request = GateRequest(args.suite, tuple(_inventory_sources(args)), args.limit, args.store,
                           args.baseline, axis, validate_allowed(args.allow_mismatch),
-                          with_defaults(parse_tags(args.tag), args.suite), args.seed,
+                          parse_tags(args.tag), args.seed,
                           args.accept_new_host_keys, args.history, args.max_jobs)
     view = _RunView(as_json=False)
     try:

@@ -132,11 +132,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from fleet.render import plan_view
     from fleet.suite import load_suite
 
-    check_suite_size(load_suite(args.suite), args.max_jobs)  # before --gather touches a host
+    suite = load_suite(args.suite)
+    check_suite_size(suite, args.max_jobs)  # before --gather touches a host
     inventory = _load_hosts(args)
     facts = _facts_for_plan(args, inventory)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    plan = plan_suite(args.suite, facts, inventory.hosts, seed=seed, max_jobs=args.max_jobs)
+    plan = plan_suite(suite, facts, inventory.hosts, seed=seed, where=str(args.suite),
+                      max_jobs=args.max_jobs)
     if args.json:
         _print_json(plan_summary(plan))
     else:

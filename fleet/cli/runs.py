@@ -101,14 +101,11 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fleet.compare.load import tag_on_start
-    from fleet.compare.tags import parse_tags, with_defaults
+    from fleet.compare.tags import parse_tags
 
     tags = parse_tags(args.tag)
-    if not args.resume:
-        tags = with_defaults(tags, args.suite)
     view = _RunView(as_json=args.json)
-    on_event: Callable[[RunEvent], None] = _both(tag_on_start(args.store, tags), view.event)
+    on_event: Callable[[RunEvent], None] = view.event
     pusher = None
     if args.pushgateway is not None:  # checked before anything runs or is recorded
         from fleet.export.live_push import LivePusher, parse_gateway
@@ -116,9 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         gateway = parse_gateway(args.pushgateway,
                                 password=os.environ.get("FLEET_PUSHGATEWAY_PASSWORD"))
         pusher = LivePusher(gateway, _warn)
-        on_event = _both(on_event, pusher.event)  # the tags too
+        on_event = _both(on_event, pusher.event)
     with _stop_signals_interrupt():
-        report = _start_or_resume(args, on_event)
+        report = _start_or_resume(args, tags, on_event)
     view.close()
     if pusher is not None:
         write(sys.stderr, f"fleet: {pusher.summary()}\n")
@@ -136,7 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
 
 
-def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], None]) -> Any:
+def _start_or_resume(args: argparse.Namespace, tags: Mapping[str, str],
+                     on_event: Callable[[RunEvent], None]) -> Any:
     from fleet.cli.main import _inventory_sources
     from fleet.execute import ExecuteOptions
     from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
@@ -148,14 +146,14 @@ def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], No
                               hint="a resumed run keeps its recorded suite, plan and seed")
         request = ResumeRequest(args.resume, args.store,
                                 tuple(map(Path, args.inventory)) if args.inventory else None,
-                                args.limit, args.accept_new_host_keys)
+                                args.limit, args.accept_new_host_keys, tags=tags)
         return resume_run(request, on_event=on_event, on_warning=_warn, options=options)
     if args.suite is None:
         raise ConfigError("no suite given", where="fleet run",
                           hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
     return start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
                                 args.seed, args.store, args.accept_new_host_keys,
-                                args.max_jobs),
+                                args.max_jobs, tags=tags),
                      on_event=on_event, on_warning=_warn, options=options)
 
 
