@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from fleet import compare, run_api
 from fleet.compare.api import GateRequest, run_gate
 from fleet.errors import ConfigError
+from fleet.gather import gather_facts
+from fleet.inventory import load_inventory
 from fleet.run_api import RunRequest, start_run
 from fleet.store import Store
 from fleet.store.runs import list_runs, run_suite_text, run_tags
@@ -45,13 +46,12 @@ def test_an_edit_while_facts_are_gathered_changes_neither_plan_nor_recorded_text
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = tmp_path / "suite.yml"
     suite.write_text(SUITE)
-    real_gather = run_api.gather_facts
 
     def gather_then_edit(*args: Any, **kwargs: Any) -> Any:
         suite.write_text(EDITED)  # someone saves the file while the hosts are probed
-        return real_gather(*args, **kwargs)
+        return gather_facts(*args, **kwargs)
 
-    monkeypatch.setattr(run_api, "gather_facts", gather_then_edit)
+    monkeypatch.setattr("fleet.run_api.gather_facts", gather_then_edit)
     report = start_run(RunRequest(suite, (LOCAL,), None, 7, tmp_path / "fleet.sqlite",
                                   tags={"branch": "main"}),
                        on_event=lambda e: None, on_warning=lambda w: None)
@@ -67,13 +67,12 @@ def test_the_gate_runs_the_text_it_read(tmp_path: Path, monkeypatch: pytest.Monk
                                         ) -> None:
     suite = tmp_path / "suite.yml"
     suite.write_text(SUITE)
-    real_load = compare.api.load_inventory
 
     def load_then_edit(*args: Any, **kwargs: Any) -> Any:
         suite.write_text(EDITED)  # after the gate checked the suite, before the run
-        return real_load(*args, **kwargs)
+        return load_inventory(*args, **kwargs)
 
-    monkeypatch.setattr(compare.api, "load_inventory", load_then_edit)
+    monkeypatch.setattr("fleet.compare.api.load_inventory", load_then_edit)
     result = run_gate(GateRequest(suite, (LOCAL,), None, tmp_path / "fleet.sqlite",
                                   baseline_axis=("seconds", "0.01"), tags={"pr": "42"}),
                       on_event=lambda e: None, on_warning=lambda w: None)
