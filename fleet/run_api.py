@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +51,23 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
-from fleet.runs import Attempt, Claim, RunDetail, RunInfo
+from fleet.runs import Attempt, Claim, RunInfo
 from fleet.schedule import Candidate
 from fleet.store import Store
 from fleet.store.owner import (
     HEARTBEAT_EVERY_SECONDS,
     Owner,
-    alive_here,
     claim_job,
     heartbeat,
     release_run,
-    run_owners,
-    shown_status,
     take_run,
     this_controller,
 )
 from fleet.store.runs import (
     create_run,
-    list_runs,
     load_run,
     record_attempt,
-    run_job_counts,
     run_suite_text,
-    sample_counts,
     set_run_status,
     set_run_tags,
     set_unreachable,
@@ -115,13 +109,6 @@ class RunReport:
     summary: RunSummary
     interrupted: bool
     store_path: Path
-
-
-@dataclass(frozen=True)
-class RunListing:
-    info: RunInfo
-    jobs_done: int
-    jobs_total: int
 
 
 @dataclass(frozen=True)
@@ -347,34 +334,3 @@ class _Heartbeat:
             heartbeat(self._store, self._run_id, self._owner, time.time())
         except sqlite3.OperationalError:
             return
-
-
-# ---- runs and show ----------------------------------------------------------------------------
-
-
-def run_listing(store_path: Path) -> tuple[RunListing, ...]:
-    """Every run; a running one whose controller is gone has status ``crashed``."""
-    with Store.open_read(store_path) as store:
-        counts = run_job_counts(store)
-        owners = run_owners(store)
-        return tuple(RunListing(_shown(info, owners), *counts.get(info.run_id, (0, 0)))
-                     for info in list_runs(store))
-
-
-def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
-    """One run from the store alone (unknown id: StoreError)."""
-    with Store.open_read(store_path) as store:
-        detail = load_run(store, run_id)
-        detail = replace(detail, info=_shown(detail.info, run_owners(store)))
-    return detail, summarize(detail)
-
-
-def _shown(info: RunInfo, owners: Mapping[str, Owner]) -> RunInfo:
-    status = shown_status(info.status, owners.get(info.run_id), alive_here)
-    return info if status == info.status else replace(info, status="crashed")
-
-
-def run_sample_counts(store_path: Path, run_id: str) -> dict[int, dict[str, int]]:
-    """attempt id -> {series: points stored} (the sampled series, summarised)."""
-    with Store.open_read(store_path) as store:
-        return sample_counts(store, run_id)
