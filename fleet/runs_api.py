@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fleet.execute_events import RunSummary, summarize
 from fleet.runs import RunDetail, RunInfo
 from fleet.store import Store
 from fleet.store.owner import Owner, alive_here, run_owners, shown_status
 from fleet.store.runs import list_runs, load_run, run_job_counts, run_tags, sample_counts
+
+if TYPE_CHECKING:
+    from fleet.execute_events import RunSummary
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ def run_listing(store_path: Path) -> tuple[RunListing, ...]:
 
 def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
     """One run from the store alone (unknown id: StoreError)."""
+    from fleet.execute_events import summarize
+
     with Store.open_read(store_path) as store:
         detail = load_run(store, run_id)
         detail = replace(detail, info=_shown(detail.info, run_owners(store)))
