@@ -14,7 +14,7 @@ from fleet.compare.api import GateRequest, run_gate
 from fleet.errors import ConfigError
 from fleet.gather import gather_facts
 from fleet.inventory import load_inventory
-from fleet.run_api import RunRequest, start_run
+from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 from fleet.store import Store
 from fleet.store.runs import list_runs, run_suite_text, run_tags
 
@@ -93,3 +93,15 @@ def test_a_run_that_cannot_be_planned_records_nothing_and_no_tags(tmp_path: Path
                   on_event=lambda e: None, on_warning=lambda w: None)
     with Store.open_read(tmp_path / "fleet.sqlite") as store:
         assert list_runs(store) == () and run_tags(store) == {}
+
+
+def test_a_resume_adds_the_tags_it_is_given_and_no_defaults(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yml"
+    suite.write_text(SUITE)
+    store_path = tmp_path / "fleet.sqlite"
+    report = start_run(RunRequest(suite, (LOCAL,), None, 7, store_path, tags={"date": "then"}),
+                       on_event=lambda e: None, on_warning=lambda w: None)
+    resume_run(ResumeRequest(report.run_id, store_path, None, None, tags={"retry": "1"}),
+               on_event=lambda e: None, on_warning=lambda w: None)
+    tags = stored(store_path, report.run_id)[2]
+    assert tags["date"] == "then" and tags["retry"] == "1" and "fleet_version" in tags
