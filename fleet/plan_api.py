@@ -4,47 +4,47 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from fleet.errors import ConfigError
 from fleet.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.model import Case, Facts, Host, Plan
 from fleet.schedule import Candidate, plan
-from fleet.suite import Suite, load_suite
+from fleet.suite import Suite
 
 _REASONS_SHOWN = 3
 MAX_SEED = 2**63 - 1
 
 
-def plan_suite(suite_path: Path, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
-               seed: int, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
-    """Load and expand the suite, plan it on the hosts that have facts.
+def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
+               seed: int, where: str, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+    """Expand the (already read and parsed) suite, plan it on the hosts that have facts;
+    ``where`` (the suite's path) is named in errors. The file is not read again: what is
+    planned is what was read.
 
     Hosts without facts are listed in ``Plan.hosts_without_facts``. ConfigError if the
     suite is invalid, a fact names no inventory host, no case can run on any host, or the
     plan has more than ``max_jobs`` jobs (cases x repetitions x hosts).
     """
     check_seed(seed)
-    suite = load_suite(suite_path)
     cases = expand(suite, max_jobs=max_jobs)
     by_name = {f.host: f for f in hosts_facts}
     unknown = sorted(set(by_name) - {h.name for h in hosts})
     if unknown:
         raise ConfigError(f"facts for hosts not in the inventory: {', '.join(unknown)}",
-                          where=str(suite_path), hint="pass the inventory the facts came from")
+                          where=where, hint="pass the inventory the facts came from")
     candidates = [Candidate(h, by_name[h.name]) for h in hosts if h.name in by_name]
     result = plan(suite.name, cases, candidates, seed=seed,
                   hosts_without_facts=[h.name for h in hosts if h.name not in by_name])
     if len(result.skipped) == len(cases):
         raise ConfigError(
             f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
-            f"given: {_reasons(result)}", where=str(suite_path),
+            f"given: {_reasons(result)}", where=where,
             hint="relax the suite's requires, or plan on hosts that meet them")
     if result.entry_count > max_jobs:
         raise ConfigError(
             f"the plan has {result.entry_count} jobs (cases x repetitions x hosts), more than "
-            f"{max_jobs}", where=str(suite_path),
+            f"{max_jobs}", where=where,
             hint="narrow the suite, plan on fewer hosts (--limit), or allow more with "
                  "--max-jobs N")
     return result

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet import __version__
@@ -50,33 +50,29 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS
 from fleet.model import Facts, Host
 from fleet.plan_api import check_seed, check_suite_size, plan_suite, plan_summary
-from fleet.runs import Attempt, Claim, RunDetail, RunInfo, StoredPlan
+from fleet.runs import Attempt, Claim, RunInfo, StoredPlan
 from fleet.schedule import Candidate
 from fleet.store import OperationalError, Store
 from fleet.store.owner import (
     HEARTBEAT_EVERY_SECONDS,
     Owner,
-    alive_here,
     claim_job,
     heartbeat,
     release_run,
-    run_owners,
-    shown_status,
     take_run,
     this_controller,
 )
 from fleet.store.runs import (
     create_run,
-    list_runs,
     load_run,
     record_attempt,
-    run_job_counts,
     run_plan,
-    sample_counts,
     set_run_status,
+    set_run_tags,
     set_unreachable,
 )
 from fleet.suite import Suite, parse_suite
+from fleet.tags_api import with_defaults
 from fleet.workloads.located import read_suite_text
 
 EventSink = Callable[[RunEvent], None]
@@ -92,6 +88,8 @@ class RunRequest:
     store_path: Path
     accept_new_host_keys: bool = False
     max_jobs: int = DEFAULT_MAX_JOBS  # cases x repetitions (x hosts, once planned)
+    tags: Mapping[str, str] = field(default_factory=dict)  # --tag; the defaults are added
+    suite_text: str | None = None  # the suite file's text when already read (fleet gate)
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,7 @@ class ResumeRequest:
     inventory_sources: tuple[Path, ...] | None  # None: the run's recorded inventory
     limit: str | None  # None: the run's recorded limit
     accept_new_host_keys: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)  # --tag: added (no defaults)
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,6 @@ class RunReport:
     summary: RunSummary
     interrupted: bool
     store_path: Path
-
-
-@dataclass(frozen=True)
-class RunListing:
-    info: RunInfo
-    jobs_done: int
-    jobs_total: int
 
 
 @dataclass(frozen=True)
@@ -138,10 +130,14 @@ class _Prepared:
 def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSink,
               options: ExecuteOptions | None = None) -> RunReport:
     """Validate, gather, plan, record, execute. FleetError before anything is recorded on bad
-    input (suite, inventory, no reachable host, nothing to run)."""
+    input (suite, inventory, no reachable host, nothing to run). The suite file is read once
+    (or not at all when the request carries its text): the plan and the recorded suite text
+    come from that one reading. The run is recorded with its tags (request.tags over the
+    defaults of fleet.tags_api) in the transaction that creates it."""
     if request.seed is not None:
         check_seed(request.seed)
-    text = read_suite_text(request.suite_path)
+    text = request.suite_text if request.suite_text is not None else \
+        read_suite_text(request.suite_path)
     suite = parse_suite(text, source=str(request.suite_path))
     check_suite_size(suite, request.max_jobs)  # before any host is touched
     inventory = load_inventory(list(request.inventory_sources), limit=request.limit)
@@ -170,21 +166,23 @@ def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, 
     """Plan (ConfigError when nothing can run), then record the run with its jobs, skips,
     unreachable hosts and owner."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    plan = plan_suite(request.suite_path, list(facts.values()), hosts, seed=seed,
-                      max_jobs=request.max_jobs)
+    plan = plan_suite(suite, list(facts.values()), hosts, seed=seed,
+                      where=str(request.suite_path), max_jobs=request.max_jobs)
     stored_plan = plan_from_data(plan_summary(plan))
+    now = time.time()
     info = RunInfo(
-        run_id=new_run_id(time.time(), secrets.token_hex(2)), suite=suite.name,
+        run_id=new_run_id(now, secrets.token_hex(2)), suite=suite.name,
         suite_path=str(request.suite_path), suite_sha256=_sha256(text), seed=seed,
         inventory=tuple(str(p.resolve()) for p in request.inventory_sources),
         limit_pattern=request.limit, fleet_version=__version__,
-        created_at_unix_seconds=time.time(), finished_at_unix_seconds=None, status="running")
+        created_at_unix_seconds=now, finished_at_unix_seconds=None, status="running")
     create_run(store, info, suite_text=text, plan_json=plan_to_json(stored_plan),
                cases=[(c.case_id, c.workload, json.dumps(dict(c.params), sort_keys=True))
                       for c in plan.cases],
                jobs=plan_jobs(stored_plan, {c.case_id: c for c in plan.cases}),
                skipped=[(s.case_id, s.reason) for s in plan.skipped], owner=owner,
-               unreachable=unreachable)
+               unreachable=unreachable,
+               tags=with_defaults(request.tags, request.suite_path, now_unix_seconds=now))
     return info, stored_plan
 
 
@@ -237,6 +235,8 @@ def resume_run(request: ResumeRequest, *, on_event: EventSink, on_warning: Warni
                                   f"{holder.pid} on {holder.host_name}); a crashed run "
                                   "can be resumed")
         with _owning(store, info.run_id, owner):
+            if request.tags:
+                set_run_tags(store, info.run_id, request.tags)
             return _resume_owned(store, request, info, owner, on_event=on_event,
                                  on_warning=on_warning, options=options)
 
@@ -332,34 +332,3 @@ class _Heartbeat:
             heartbeat(self._store, self._run_id, self._owner, time.time())
         except OperationalError:
             return
-
-
-# ---- runs and show ----------------------------------------------------------------------------
-
-
-def run_listing(store_path: Path) -> tuple[RunListing, ...]:
-    """Every run; a running one whose controller is gone has status ``crashed``."""
-    with Store.open_read(store_path) as store:
-        counts = run_job_counts(store)
-        owners = run_owners(store)
-        return tuple(RunListing(_shown(info, owners), *counts.get(info.run_id, (0, 0)))
-                     for info in list_runs(store))
-
-
-def run_detail(store_path: Path, run_id: str) -> tuple[RunDetail, RunSummary]:
-    """One run from the store alone (unknown id: StoreError)."""
-    with Store.open_read(store_path) as store:
-        detail = load_run(store, run_id)
-        detail = replace(detail, info=_shown(detail.info, run_owners(store)))
-    return detail, summarize(detail)
-
-
-def _shown(info: RunInfo, owners: Mapping[str, Owner]) -> RunInfo:
-    status = shown_status(info.status, owners.get(info.run_id), alive_here)
-    return info if status == info.status else replace(info, status="crashed")
-
-
-def run_sample_counts(store_path: Path, run_id: str) -> dict[int, dict[str, int]]:
-    """attempt id -> {series: points stored} (the sampled series, summarised)."""
-    with Store.open_read(store_path) as store:
-        return sample_counts(store, run_id)

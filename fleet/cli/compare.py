@@ -7,21 +7,18 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
 from fleet.cli.args import (
-    _add_host_lock_wait,
-    _add_inventory,
-    _add_json,
-    _add_plan,
-    _add_store,
-    _sub,
+    add_host_lock_wait,
+    add_inventory,
+    add_json,
+    add_plan,
+    add_store,
+    inventory_sources,
     stdout_console,
+    sub,
 )
 from fleet.errors import ConfigError
 
@@ -52,21 +49,20 @@ repetitions, unreachable or quarantined hosts, fingerprint mismatch, bad input).
 """
 
 
-def build_compare_parsers(sub: Any, handlers: Mapping[str, Any],
-                          default_store: Callable[[], Path]) -> None:
-    compare = _sub(sub, "compare", "compare two runs, or two variants inside one run",
+def register(subparsers: Any) -> None:
+    compare = sub(subparsers, "compare", "compare two runs, or two variants inside one run",
                    COMPARE_EXAMPLE)
     compare.add_argument("refs", nargs="+", metavar="REF",
                          help="baseline then candidate run (or one run with --axis)")
     compare.add_argument("--axis", metavar="NAME=A,B",
                          help="compare NAME=B (and further values) against NAME=A in one run")
-    _common(compare, default_store)
+    _common(compare)
     compare.add_argument("--markdown", action="store_true", help="Markdown on stdout")
-    compare.set_defaults(handler=handlers["compare"])
-    gate = _sub(sub, "gate", "run a suite and fail on a significant regression (CI)",
+    compare.set_defaults(handler=cmd_compare)
+    gate = sub(subparsers, "gate", "run a suite and fail on a significant regression (CI)",
                 GATE_EXAMPLE)
     gate.add_argument("suite", type=Path, metavar="SUITE", help="suite file (YAML)")
-    _add_inventory(gate)
+    add_inventory(gate)
     base = gate.add_mutually_exclusive_group(required=True)
     base.add_argument("--baseline", metavar="REF", help="stored run id, KEY=VALUE or tag name")
     base.add_argument("--baseline-axis", metavar="NAME=VALUE",
@@ -75,22 +71,22 @@ def build_compare_parsers(sub: Any, handlers: Mapping[str, Any],
     gate.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     gate.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                       help="tag the gate's run (repeatable)")
-    _add_plan(gate, "recorded")
-    _add_host_lock_wait(gate)
+    add_plan(gate, "recorded")
+    add_host_lock_wait(gate)
     gate.add_argument("--history", type=int, default=None, metavar="N",
                       help="earlier runs read as history (0: off; default: the suite's "
                            "compare.history, 20)")
     gate.add_argument("--accept-new-host-keys", action="store_true",
                       help="add unknown SSH host keys to known_hosts")
-    _common(gate, default_store)
-    gate.set_defaults(handler=handlers["gate"])
+    _common(gate)
+    gate.set_defaults(handler=cmd_gate)
 
 
-def _common(parser: argparse.ArgumentParser, default_store: Callable[[], Path]) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-mismatch", nargs="+", default=[], metavar="FIELD",
                         help="compare although hosts differ in these fingerprint fields")
-    _add_store(parser, default_store)
-    _add_json(parser)
+    add_store(parser)
+    add_json(parser)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -117,13 +113,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from fleet.cli.main import _inventory_sources
-    from fleet.cli.progress import RunView as _RunView
-    from fleet.cli.progress import warn as _warn
+    from fleet.cli.progress import RunView, warn
     from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json
-    from fleet.compare.tags import parse_tags, with_defaults
+    from fleet.compare.tags import parse_tags
     from fleet.execute import ExecuteOptions
 
     if args.history is not None and not 0 <= args.history <= 1000:
@@ -133,13 +127,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.baseline_axis is not None:
         name, value, _ = parse_axis(args.baseline_axis, option="--baseline-axis", pair=False)
         axis = (name, value)
-    request = GateRequest(args.suite, tuple(_inventory_sources(args)), args.limit, args.store,
+    request = GateRequest(args.suite, tuple(inventory_sources(args)), args.limit, args.store,
                           args.baseline, axis, validate_allowed(args.allow_mismatch),
-                          with_defaults(parse_tags(args.tag), args.suite), args.seed,
+                          parse_tags(args.tag), args.seed,
                           args.accept_new_host_keys, args.history, args.max_jobs)
-    view = _RunView(as_json=False)
+    view = RunView(as_json=False)
     try:
-        result = run_gate(request, on_event=view.event, on_warning=_warn,
+        result = run_gate(request, on_event=view.event, on_warning=warn,
                           options=ExecuteOptions(host_lock_wait_seconds=args.host_lock_wait))
     finally:
         view.close()
@@ -181,6 +175,9 @@ _STYLES = {"worse": "bold red", "better": "green", "changed": "yellow",
 
 
 def _print_report(report: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     from fleet.compare.decide import by_history, row_title, threshold_text
     from fleet.compare.engine import case_text, cross_machine, metric_text
     from fleet.compare.output import change_text, history_text, number, p_text, percent

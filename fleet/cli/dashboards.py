@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet.cli.args import _sub
+from fleet.cli.args import sub, subcommands
 from fleet.errors import ConfigError
 
 EXIT_OK = 0
@@ -36,17 +36,15 @@ whether it was created, updated or unchanged.
 """
 
 
-def build_dashboards_parsers(sub: Any, parser_class: type[argparse.ArgumentParser],
-                             handlers: Mapping[str, Any]) -> None:
-    group = _sub(sub, "dashboards", "Grafana dashboards generated from the metric catalogue",
+def register(subparsers: Any) -> None:
+    group = sub(subparsers, "dashboards", "Grafana dashboards generated from the metric catalogue",
                  BUILD_EXAMPLE)
-    group_sub = group.add_subparsers(title="dashboards commands", metavar="COMMAND",
-                                     parser_class=parser_class)
-    build = _sub(group_sub, "build", "write the dashboards' JSON and Grafana provisioning files",
+    group_sub = subcommands(group, "dashboards commands")
+    build = sub(group_sub, "build", "write the dashboards' JSON and Grafana provisioning files",
                  BUILD_EXAMPLE)
     build.add_argument("-o", "--output", type=Path, default=DEFAULT_DIR, metavar="DIR",
                        help="directory to write into (default: %(default)s)")
-    build.set_defaults(handler=handlers.get("dashboards build", cmd_dashboards_build))
+    build.set_defaults(handler=cmd_dashboards_build)
     push_help = "create or update the dashboards in a Grafana"
     # no abbreviations: `--token X` must not be taken for `--token-file X` (and echoed)
     push = group_sub.add_parser("push", help=push_help, description=push_help,
@@ -63,7 +61,7 @@ def build_dashboards_parsers(sub: Any, parser_class: type[argparse.ArgumentParse
                       help=f"file holding the API token (default: ${TOKEN_ENV})")
     push.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                       help="per-request timeout (default: %(default)s)")
-    push.set_defaults(handler=handlers.get("dashboards push", cmd_dashboards_push))
+    push.set_defaults(handler=cmd_dashboards_push)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -8,12 +8,11 @@ import ipaddress
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fleet.cli.args import _add_store, _sub
+from fleet.cli.args import add_store, sub, subcommands
 from fleet.errors import ConfigError
 
 EXIT_OK = 0
@@ -21,6 +20,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9471
 DEFAULT_LAST_RUNS = 10
 RENDER_INTERVAL_SECONDS = 1.0
+DEFAULT_BATCH_SAMPLES = 10_000  # fleet.export.remote_write_codec's (not imported: --help)
 SERVE_EXAMPLE = f"""examples:
   fleet export serve                               # http://{DEFAULT_HOST}:{DEFAULT_PORT}/metrics
   fleet export serve --listen 127.0.0.1:0 --store /tmp/fleet.sqlite   # any free port
@@ -63,38 +63,34 @@ TEXT_EXAMPLE = """examples:
 """
 
 
-def build_export_parsers(sub: Any, parser_class: type[argparse.ArgumentParser],
-                         handlers: Mapping[str, Any], default_store: Callable[[], Path]) -> None:
-    export = _sub(sub, "export", "export the store's runs as Prometheus metrics", SERVE_EXAMPLE)
-    export_sub = export.add_subparsers(title="export commands", metavar="COMMAND",
-                                       parser_class=parser_class)
-    serve = _sub(export_sub, "serve", "serve /metrics over HTTP for Prometheus", SERVE_EXAMPLE)
+def register(subparsers: Any) -> None:
+    export = sub(subparsers, "export", "export the store's runs as Prometheus metrics",
+                 SERVE_EXAMPLE)
+    export_sub = subcommands(export, "export commands")
+    serve = sub(export_sub, "serve", "serve /metrics over HTTP for Prometheus", SERVE_EXAMPLE)
     serve.add_argument("--listen", metavar="[HOST:]PORT", default=None,
                        help=f"address to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}; a "
                             "non-loopback HOST must be given here explicitly)")
     _add_selection(serve, default_last=DEFAULT_LAST_RUNS)
-    _add_store(serve, default_store)
-    serve.set_defaults(handler=handlers["export serve"])
-    text = _sub(export_sub, "text", "print the metrics exposition (for promtool, debugging)",
+    add_store(serve)
+    serve.set_defaults(handler=cmd_export_serve)
+    text = sub(export_sub, "text", "print the metrics exposition (for promtool, debugging)",
                 TEXT_EXAMPLE)
     text.add_argument("run_id", metavar="RUN_ID", nargs="?", default=None,
                       help="only this run (default: the newest runs, see --last)")
     _add_selection(text, default_last=DEFAULT_LAST_RUNS)
-    _add_store(text, default_store)
-    text.set_defaults(handler=handlers["export text"])
-    rules = _sub(export_sub, "rules", "print or write the Prometheus recording rules",
+    add_store(text)
+    text.set_defaults(handler=cmd_export_text)
+    rules = sub(export_sub, "rules", "print or write the Prometheus recording rules",
                  RULES_EXAMPLE)
     rules.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                        help="write the rule file here (default: stdout)")
-    rules.set_defaults(handler=handlers.get("export rules", cmd_export_rules))
-    _build_import(export_sub, handlers, default_store)
+    rules.set_defaults(handler=cmd_export_rules)
+    _register_import(export_sub)
 
 
-def _build_import(export_sub: Any, handlers: Mapping[str, Any],
-                  default_store: Callable[[], Path]) -> None:
-    from fleet.export.remote_write_codec import DEFAULT_BATCH_SAMPLES
-
-    imp = _sub(export_sub, "import", "write a run's host time series into Prometheus with "
+def _register_import(export_sub: Any) -> None:
+    imp = sub(export_sub, "import", "write a run's host time series into Prometheus with "
                "their sample times", IMPORT_EXAMPLE)
     imp.add_argument("run_id", metavar="RUN_ID", help="the run to import (`fleet runs`)")
     target = imp.add_mutually_exclusive_group(required=True)
@@ -106,8 +102,8 @@ def _build_import(export_sub: Any, handlers: Mapping[str, Any],
                              "promtool tsdb create-blocks-from openmetrics)")
     imp.add_argument("--batch-samples", type=int, default=DEFAULT_BATCH_SAMPLES, metavar="N",
                      help="samples per remote-write request (default %(default)s)")
-    _add_store(imp, default_store)
-    imp.set_defaults(handler=handlers.get("export import", cmd_export_import))
+    add_store(imp)
+    imp.set_defaults(handler=cmd_export_import)
 
 
 def _add_selection(parser: argparse.ArgumentParser, *, default_last: int) -> None:

@@ -12,10 +12,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +30,9 @@ from fleet.execute_events import (
     RunSummary,
     event_json,
 )
+
+if TYPE_CHECKING:  # rich.progress: imported when a live display starts
+    from rich.progress import TaskID
 
 
 def write(stream: TextIO, text: str) -> bool:
@@ -113,6 +115,8 @@ class _LiveProgress:
     """A rich progress display on stderr: the run overall and one line per host."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                                   console=Console(stderr=True), transient=False)

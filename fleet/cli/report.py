@@ -6,14 +6,14 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
+from fleet.cli.args import add_json, add_store, stdout_console, sub
 
-from fleet.cli.args import _add_json, _add_store, _sub, stdout_console
-from fleet.compare.output import percent
+if TYPE_CHECKING:
+    from rich.table import Table
 
 REPORT_EXAMPLE = """examples:
   fleet report r20261125-083000-3f2a -o report/           # columns: the hosts
@@ -36,9 +36,8 @@ Otava (E-divisive with t-tests). Exit codes: 0 shown; 2 nothing matches.
 """
 
 
-def build_report_parsers(sub: Any, handlers: Mapping[str, Any],
-                         default_store: Callable[[], Path]) -> None:
-    report = _sub(sub, "report", "a run as a static HTML report with plots", REPORT_EXAMPLE)
+def register(subparsers: Any) -> None:
+    report = sub(subparsers, "report", "a run as a static HTML report with plots", REPORT_EXAMPLE)
     report.add_argument("run_id", metavar="RUN_ID")
     which = report.add_mutually_exclusive_group()
     which.add_argument("--compare", metavar="RUN_B", default=None,
@@ -49,10 +48,10 @@ def build_report_parsers(sub: Any, handlers: Mapping[str, Any],
                         help="--compare although the hosts differ in these fingerprint fields")
     report.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="directory to write (created; a previous report there is replaced)")
-    _add_store(report, default_store)
-    _add_json(report)
-    report.set_defaults(handler=handlers["report"])
-    history = _sub(sub, "history", "a metric across every stored run, with change points",
+    add_store(report)
+    add_json(report)
+    report.set_defaults(handler=cmd_report)
+    history = sub(subparsers, "history", "a metric across every stored run, with change points",
                    HISTORY_EXAMPLE)
     history.add_argument("--metric", required=True, metavar="NAME",
                          help="stored metric name (as `fleet show` lists it)")
@@ -63,9 +62,9 @@ def build_report_parsers(sub: Any, handlers: Mapping[str, Any],
                          help="only runs tagged so (repeatable: all must match)")
     history.add_argument("--last", type=int, default=None, metavar="N",
                          help="the newest N runs of each series")
-    _add_store(history, default_store)
-    _add_json(history)
-    history.set_defaults(handler=handlers["history"])
+    add_store(history)
+    add_json(history)
+    history.set_defaults(handler=cmd_history)
 
 
 
@@ -134,6 +133,10 @@ def _when(unix_seconds: float) -> str:
 
 
 def _points_view(s: Any) -> Table:
+    from rich.table import Table
+
+    from fleet.compare.output import percent
+
     table = Table(title=f"{s.metric} ({s.unit}) on {s.host}, case {s.case_id} {s.case}",
                   title_justify="left")
     for col in ("#", "run", "created (UTC)", "tags", "value", "n", "change"):
@@ -149,6 +152,10 @@ def _points_view(s: Any) -> Table:
 
 
 def _summary_view(series: Sequence[Any]) -> Table:
+    from rich.table import Table
+
+    from fleet.compare.output import percent
+
     table = Table(title=f"{len(series)} series", title_justify="left")
     for col in ("metric", "case", "host", "runs", "newest", "change points"):
         table.add_column(col)

@@ -18,30 +18,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from fleet.cli.args import (
-    _add_host_lock_wait,
-    _add_inventory,
-    _add_json,
-    _add_plan,
-    _add_store,
-    _sub,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_host_lock_wait,
+    add_inventory,
+    add_json,
+    add_plan,
+    add_store,
+    inventory_sources,
     stdout_console,
+    sub,
 )
-from fleet.cli.progress import RunView as _RunView
-from fleet.cli.progress import summary_view, write
-from fleet.cli.progress import warn as _warn
 from fleet.errors import ConfigError
-from fleet.execute_events import (
-    RunEvent,
-    attempt_json,
-    summary_json,
-)
 
-EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 130
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from fleet.execute_events import RunEvent
+
 _QUIET_TAGS = ("date", "fleet_version", "git_sha")  # in `fleet runs --json`, not the table
 RUN_EXAMPLE = """examples:
   fleet run benchmarks/quickstart.yml -i inventories/local.yml
@@ -59,16 +57,16 @@ RUNS_EXAMPLE = ("examples:\n  fleet runs\n  fleet runs --tag branch=main\n"
 SHOW_EXAMPLE = "examples:\n  fleet show r20261125-083000-3f2a\n  fleet show RUN_ID --json\n"
 
 
-def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
-                      default_store: Callable[[], Path]) -> None:
-    run = _sub(sub, "run", "run a suite on the inventory's hosts, or resume a run", RUN_EXAMPLE)
+def register(subparsers: Any) -> None:
+    run = sub(subparsers, "run", "run a suite on the inventory's hosts, or resume a run",
+              RUN_EXAMPLE)
     run.add_argument("suite", type=Path, nargs="?", metavar="SUITE", help="suite file (YAML)")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="run the jobs of RUN_ID that have no completed attempt (no re-plan)")
-    _add_inventory(run)
-    _add_store(run, default_store)
-    _add_plan(run, "recorded")
-    _add_host_lock_wait(run)
+    add_inventory(run)
+    add_store(run)
+    add_plan(run, "recorded")
+    add_host_lock_wait(run)
     run.add_argument("--accept-new-host-keys", action="store_true",
                      help="add unknown SSH host keys to known_hosts (changed keys are refused)")
     run.add_argument("--allow-unreachable", action="store_true",
@@ -81,44 +79,42 @@ def build_run_parsers(sub: Any, handlers: Mapping[str, Any],
                      help="push each completed attempt's results to this Pushgateway as it "
                           "finishes (e.g. http://127.0.0.1:9091; basic auth: http://USER@HOST:"
                           "9091 and $FLEET_PUSHGATEWAY_PASSWORD, or http://USER:PASSWORD@...)")
-    _add_json(run)
-    run.set_defaults(handler=handlers["run"])
-    runs = _sub(sub, "runs", "list the runs in the store", RUNS_EXAMPLE)
+    add_json(run)
+    run.set_defaults(handler=cmd_run)
+    runs = sub(subparsers, "runs", "list the runs in the store", RUNS_EXAMPLE)
     runs.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                       help="only runs with this tag (repeatable: all must match)")
-    _add_store(runs, default_store)
-    _add_json(runs)
-    runs.set_defaults(handler=handlers["runs"])
-    show = _sub(sub, "show", "one run's cases, attempts, results and reasons (store only)",
+    add_store(runs)
+    add_json(runs)
+    runs.set_defaults(handler=cmd_runs)
+    show = sub(subparsers, "show", "one run's cases, attempts, results and reasons (store only)",
                 SHOW_EXAMPLE)
     show.add_argument("run_id", metavar="RUN_ID")
-    _add_store(show, default_store)
-    _add_json(show)
-    show.set_defaults(handler=handlers["show"])
+    add_store(show)
+    add_json(show)
+    show.set_defaults(handler=cmd_show)
 
 
 # ---- fleet run ------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fleet.compare.load import tag_on_start
-    from fleet.compare.tags import parse_tags, with_defaults
+    from fleet.cli.progress import RunView, summary_view, warn, write
+    from fleet.compare.tags import parse_tags
 
     tags = parse_tags(args.tag)
-    if not args.resume:
-        tags = with_defaults(tags, args.suite)
-    view = _RunView(as_json=args.json)
-    on_event: Callable[[RunEvent], None] = _both(tag_on_start(args.store, tags), view.event)
+    view = RunView(as_json=args.json)
+    on_event: Callable[[RunEvent], None] = view.event
     pusher = None
     if args.pushgateway is not None:  # checked before anything runs or is recorded
         from fleet.export.live_push import LivePusher, parse_gateway
 
         gateway = parse_gateway(args.pushgateway,
                                 password=os.environ.get("FLEET_PUSHGATEWAY_PASSWORD"))
-        pusher = LivePusher(gateway, _warn)
-        on_event = _both(on_event, pusher.event)  # the tags too
+        pusher = LivePusher(gateway, warn)
+        on_event = _both(on_event, pusher.event)
     with _stop_signals_interrupt():
-        report = _start_or_resume(args, on_event)
+        report = _start_or_resume(args, tags, on_event)
     view.close()
     if pusher is not None:
         write(sys.stderr, f"fleet: {pusher.summary()}\n")
@@ -136,8 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.summary.all_completed else EXIT_PARTIAL
 
 
-def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], None]) -> Any:
-    from fleet.cli.main import _inventory_sources
+def _start_or_resume(args: argparse.Namespace, tags: Mapping[str, str],
+                     on_event: Callable[[RunEvent], None]) -> Any:
+    from fleet.cli.progress import warn
     from fleet.execute import ExecuteOptions
     from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
 
@@ -148,15 +145,15 @@ def _start_or_resume(args: argparse.Namespace, on_event: Callable[[RunEvent], No
                               hint="a resumed run keeps its recorded suite, plan and seed")
         request = ResumeRequest(args.resume, args.store,
                                 tuple(map(Path, args.inventory)) if args.inventory else None,
-                                args.limit, args.accept_new_host_keys)
-        return resume_run(request, on_event=on_event, on_warning=_warn, options=options)
+                                args.limit, args.accept_new_host_keys, tags=tags)
+        return resume_run(request, on_event=on_event, on_warning=warn, options=options)
     if args.suite is None:
         raise ConfigError("no suite given", where="fleet run",
                           hint="fleet run SUITE -i INVENTORY, or fleet run --resume RUN_ID")
-    return start_run(RunRequest(args.suite, tuple(_inventory_sources(args)), args.limit,
+    return start_run(RunRequest(args.suite, tuple(inventory_sources(args)), args.limit,
                                 args.seed, args.store, args.accept_new_host_keys,
-                                args.max_jobs),
-                     on_event=on_event, on_warning=_warn, options=options)
+                                args.max_jobs, tags=tags),
+                     on_event=on_event, on_warning=warn, options=options)
 
 
 @contextlib.contextmanager
@@ -187,9 +184,10 @@ def _both(first: Callable[[RunEvent], None],
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from fleet.compare.load import tags_by_run
+    from rich.table import Table
+
     from fleet.compare.tags import parse_tags
-    from fleet.run_api import run_listing
+    from fleet.runs_api import run_listing, tags_by_run
 
     wanted = parse_tags(args.tag).items()
     listing = run_listing(args.store)
@@ -223,8 +221,9 @@ def _local_time(unix_seconds: float) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from fleet.compare.load import tags_by_run
-    from fleet.run_api import run_detail, run_sample_counts
+    from fleet.cli.progress import summary_view
+    from fleet.execute_events import attempt_json, summary_json
+    from fleet.runs_api import run_detail, run_sample_counts, tags_by_run
 
     detail, summary = run_detail(args.store, args.run_id)
     counts = run_sample_counts(args.store, args.run_id)
@@ -263,6 +262,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cases_view(cases: Any) -> Table:
+    from rich.table import Table
+
     table = Table(title="cases", title_justify="left")
     for col in ("case", "workload", "params"):
         table.add_column(col)
@@ -272,6 +273,8 @@ def _cases_view(cases: Any) -> Table:
 
 
 def _attempts_view(detail: Any) -> Table:
+    from rich.table import Table
+
     table = Table(title="attempts", title_justify="left")
     for col in ("job", "host", "#", "status", "seconds", "exit", "results / reason"):
         table.add_column(col)
@@ -305,6 +308,8 @@ def _samples_json(series: Mapping[str, int]) -> dict[str, Any]:
 
 def _sampler_view(detail: Any, counts: Mapping[int, Mapping[str, int]]) -> Table:
     """Per attempt, each sampler metric: its total and its per-node values; then its notes."""
+    from rich.table import Table
+
     table = Table(title="sampled while running (source: sampler)", title_justify="left")
     for col in ("job", "#", "metric", "value", "per node"):
         table.add_column(col)

@@ -15,7 +15,7 @@ from fleet.compare.decide import Decision, decide
 from fleet.compare.engine import Report, build_report
 from fleet.compare.fingerprint import MismatchError
 from fleet.compare.history_check import HistoryKey
-from fleet.compare.load import load_history, load_runs, resolve, tag_on_start
+from fleet.compare.load import load_history, load_runs, resolve
 from fleet.compare.select import Group, SelectionError, between_runs, within_run
 from fleet.errors import ConfigError, FleetError
 from fleet.execute import ExecuteOptions
@@ -24,8 +24,9 @@ from fleet.inventory import load_inventory
 from fleet.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.model import Case
 from fleet.run_api import RunRequest, start_run
-from fleet.suite import load_suite
+from fleet.suite import parse_suite
 from fleet.workloads.base import format_value
+from fleet.workloads.located import read_suite_text
 
 AxisSpec = tuple[str, str, tuple[str, ...]]  # name, baseline value, candidate values
 
@@ -87,7 +88,7 @@ class GateRequest:
     baseline: str | None = None  # REF: run id, KEY=VALUE or tag name
     baseline_axis: tuple[str, str] | None = None  # NAME, VALUE inside the gate's own run
     allow_mismatch: frozenset[str] = frozenset()
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)  # --tag; defaults: fleet.tags_api
     seed: int | None = None
     accept_new_host_keys: bool = False
     history_runs: int | None = None  # --history N (0: off); None: the suite's compare.history
@@ -109,7 +110,8 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
     if (request.baseline is None) == (request.baseline_axis is None):
         raise ConfigError("give exactly one of --baseline REF and --baseline-axis NAME=VALUE",
                           where="fleet gate", hint="e.g. --baseline main")
-    suite = load_suite(request.suite_path)
+    text = read_suite_text(request.suite_path)  # once: the run plans and records this text
+    suite = parse_suite(text, source=str(request.suite_path))
     cases = expand(suite, max_jobs=request.max_jobs)
     if request.baseline_axis is not None:
         check_baseline_axis(cases, *request.baseline_axis, where=str(request.suite_path))
@@ -119,10 +121,7 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
                                                limit=request.limit).hosts}
     problems: list[str] = []
 
-    tagger = tag_on_start(request.store_path, request.tags)
-
     def watch(event: RunEvent) -> None:
-        tagger(event)
         if isinstance(event, HostQuarantined):
             problems.append(f"host {event.host} quarantined: {event.reason}")
         on_event(event)
@@ -135,7 +134,8 @@ def run_gate(request: GateRequest, *, on_event: Callable[[RunEvent], None],
     try:
         run = start_run(RunRequest(request.suite_path, request.inventory_sources,
                                    request.limit, request.seed, request.store_path,
-                                   request.accept_new_host_keys, request.max_jobs),
+                                   request.accept_new_host_keys, request.max_jobs,
+                                   tags=request.tags, suite_text=text),
                         on_event=watch, on_warning=warn,
                         options=options)
     except FleetError as exc:

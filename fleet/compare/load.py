@@ -3,12 +3,11 @@ behind each attempt's fingerprint; run tags and baseline references."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from fleet.compare.history_check import HistoryKey, history_medians
 from fleet.compare.select import LoadedRun
-from fleet.execute_events import RunEvent, RunStarted
 from fleet.model import Facts
 from fleet.runs import RunInfo
 from fleet.store import Store
@@ -19,22 +18,7 @@ from fleet.store.runs import (
     run_plan,
     run_tags,
     runs_tagged,
-    set_run_tags,
 )
-
-
-def tag_on_start(store_path: Path, tags: Mapping[str, str]) -> Callable[[RunEvent], None]:
-    """An event sink that records ``tags`` the moment the run exists (before any job runs)."""
-    def record(event: RunEvent) -> None:
-        if isinstance(event, RunStarted) and tags:
-            record_tags(store_path, event.run_id, tags)
-
-    return record
-
-
-def record_tags(store_path: Path, run_id: str, tags: Mapping[str, str]) -> None:
-    with Store.open(store_path, create=False) as store:
-        set_run_tags(store, run_id, tags)
 
 
 def tags_by_run(store_path: Path) -> dict[str, dict[str, str]]:

@@ -38,9 +38,10 @@ _RUN_COLUMNS = ("run_id, suite, suite_path, suite_sha256, seed, inventory_json, 
 def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
                cases: Sequence[tuple[str, str, str]], jobs: Sequence[JobKey],
                skipped: Sequence[tuple[str, str]], owner: Owner | None = None,
-               unreachable: Sequence[tuple[str, str]] = ()) -> None:
+               unreachable: Sequence[tuple[str, str]] = (),
+               tags: Mapping[str, str] | None = None) -> None:
     """Record a new run with its cases (id, workload, params JSON), jobs, skips, the hosts it
-    could not use (host, reason) and its owner (fleet.store.owner), atomically."""
+    could not use (host, reason), its owner (fleet.store.owner) and its tags, atomically."""
     try:
         with store.transaction() as conn:
             conn.execute(
@@ -59,6 +60,7 @@ def create_run(store: Store, info: RunInfo, *, suite_text: str, plan_json: str,
             _add_unreachable(conn, info.run_id, unreachable, info.created_at_unix_seconds)
             if owner is not None:
                 insert_owner(conn, info.run_id, owner)
+            _insert_tags(conn, info.run_id, tags or {})
     except sqlite3.IntegrityError as exc:
         raise StoreError(f"run {info.run_id} cannot be recorded: {exc}", where=str(store.path),
                          hint="run ids are unique; nothing was written") from exc
@@ -292,8 +294,12 @@ def set_run_tags(store: Store, run_id: str, tags: Mapping[str, str]) -> None:
             is None:
         raise _unknown_run(store, run_id)
     with store.transaction() as conn:
-        conn.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
-                         [(run_id, k, v) for k, v in sorted(tags.items())])
+        _insert_tags(conn, run_id, tags)
+
+
+def _insert_tags(conn: sqlite3.Connection, run_id: str, tags: Mapping[str, str]) -> None:
+    conn.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                     [(run_id, k, v) for k, v in sorted(tags.items())])
 
 
 def run_tags(store: Store, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, str]]:

@@ -156,7 +156,8 @@ def test_a_dead_host_makes_the_gate_undecided(two_hosts: LabState, tmp_path: Pat
 
 def test_history_of_earlier_runs_names_the_step(lab: LabState, tmp_path: Path) -> None:
     """Five earlier runs of the suite are a history: the gate's run (2.5 times as slow: a
-    step no load on a 2-core CI machine blurs) is a change point against them, found by history beside the two-sample test."""
+    step no load on a 2-core CI machine blurs) is a change point against them, found by
+    history beside the two-sample test."""
     store = tmp_path / "fleet.sqlite"
     suite = napper(tmp_path, "base.yml", "0.1")
     for _ in range(5):

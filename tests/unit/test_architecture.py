@@ -236,3 +236,67 @@ def test_test_file_names_are_unique() -> None:
     tests = Path(__file__).resolve().parents[1]
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _fleet_imports(path: Path, known: set[str]) -> set[str]:
+    """The fleet modules ``path`` imports, at module level or inside functions (a lazy import
+    is still an edge): ``from fleet.cli import runs`` names the module fleet.cli.runs."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module in known:
+            found.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known
+                         else node.module for a in node.names)
+    return found - {_module_name(path)}
+
+
+def test_no_import_cycle_among_fleet_modules() -> None:
+    """Walks the import graph from every module (fleet/cli's included): no module reaches
+    itself again. Before the CLI registered its own commands, all cli modules formed one."""
+    names = {_module_name(p): p for p in MODULES}
+    graph = {name: _fleet_imports(path, set(names)) for name, path in names.items()}
+    cycles: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> None:
+        for dep in sorted(graph[name]):
+            if dep in stack:
+                cycles.append(" -> ".join([*stack[stack.index(dep):], dep]))
+            elif dep not in done:
+                visit(dep, [*stack, dep])
+        done.add(name)
+
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert "fleet.cli.runs" in graph["fleet.cli.main"]
+    assert cycles == []
+
+
+def test_cli_modules_share_only_public_names_and_none_imports_main() -> None:
+    """Each command module registers itself; shared options and helpers are public (in
+    cli/args.py); only the package's entry point imports cli.main."""
+    offenders = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(
+                    "fleet.cli"):
+                continue
+            names = [a.name for a in node.names]
+            if node.module == "fleet.cli.main" and rel(path) not in {"cli/__init__.py",
+                                                                      "__main__.py"}:
+                offenders.append(f"{rel(path)}:{node.lineno} imports fleet.cli.main")
+            offenders.extend(f"{rel(path)}:{node.lineno} imports {node.module}.{n}"
+                             for n in names if n.startswith("_"))
+    commands = [p for p in (PACKAGE / "cli").glob("*.py")
+                if p.stem not in {"__init__", "main", "args", "progress"}]
+    unregistered = [rel(p) for p in commands
+                    if "def register(subparsers" not in p.read_text()]
+    assert offenders == [] and unregistered == [] and len(commands) >= 8

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet.compare.tags import default_tags, git_sha, parse_tag, parse_tags
+from fleet.compare.tags import parse_tag, parse_tags
 from fleet.errors import ConfigError, StoreError
 from fleet.runs import RunInfo, RunStatus
 from fleet.store import Store
 from fleet.store.runs import create_run, resolve_ref, run_tags, runs_tagged, set_run_tags
+from fleet.tags_api import default_tags, git_sha
 
 
 def add_run(store: Store, run_id: str, created: float, status: RunStatus = "completed",
@@ -72,3 +73,18 @@ def test_parse_tags_and_defaults(tmp_path: Path) -> None:
     repo_sha = git_sha(Path(__file__).parent)
     assert repo_sha is None or len(repo_sha) >= 7
     assert default_tags(Path(__file__)).get("git_sha") == repo_sha
+
+
+def test_tags_are_written_with_the_run_and_not_without_it(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "fleet.sqlite")
+    info = RunInfo("r1", "s", "s.yml", "0" * 64, 1, (), None, "0.1.0", 1.0, None, "running")
+    create_run(store, info, suite_text="", plan_json="{}", cases=[], jobs=[], skipped=[],
+               tags={"branch": "main", "date": "2026-12-03"})
+    assert run_tags(store) == {"r1": {"branch": "main", "date": "2026-12-03"}}
+    broken = RunInfo("r2", "s", "s.yml", "0" * 64, 1, (), None, "0.1.0", 2.0, None, "running")
+    with pytest.raises(StoreError, match="run r2 cannot be recorded"):  # a case id twice
+        create_run(store, broken, suite_text="", plan_json="{}",
+                   cases=[("c1", "w", "{}"), ("c1", "w", "{}")], jobs=[], skipped=[],
+                   tags={"branch": "main"})
+    assert [r.run_id for r in runs_tagged(store, [("branch", "main")])] == ["r1"]
+    assert "r2" not in run_tags(store)

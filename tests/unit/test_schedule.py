@@ -9,6 +9,7 @@ import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -279,9 +280,14 @@ def test_queue_is_an_interleaved_permutation(ne_facts: Facts, n_cases: int, reps
 # ---- plan_api --------------------------------------------------------------------------------
 
 
+def plan_file(path: Path, facts: list[Facts], hosts: list[Host], **options: Any) -> Plan:
+    """plan_suite of the suite file at ``path`` (read and parsed once, as fleet run does)."""
+    return plan_suite(load_suite(path), facts, hosts, where=str(path), **options)
+
+
 def test_plan_suite_and_summary_for_quickstart(ne_facts: Facts) -> None:
     local = Host("localhost", "localhost", connection="local")
-    result = plan_suite(QUICKSTART, [replace(ne_facts, host="localhost")],
+    result = plan_file(QUICKSTART, [replace(ne_facts, host="localhost")],
                         [local, Host("gone", "10.9.9.9")], seed=42)
     summary = plan_summary(result)
     assert summary["totals"] == {
@@ -303,7 +309,7 @@ def test_plan_suite_and_summary_for_quickstart(ne_facts: Facts) -> None:
 def test_plan_suite_with_no_runnable_case_is_one_config_error(fleet: list[Candidate]) -> None:
     small = fleet[2:]  # k8s (no KVM) and ne (no KVM)
     with pytest.raises(ConfigError) as info:
-        plan_suite(KVM_EXAMPLE, [c.facts for c in small], [c.host for c in small], seed=1)
+        plan_file(KVM_EXAMPLE, [c.facts for c in small], [c.host for c in small], seed=1)
     line = str(info.value)
     assert line.startswith(f"{KVM_EXAMPLE}: no case of suite kvm-dirty-log-perf can run on "
                            "the 2 host(s) given: needs KVM (/dev/kvm) (0 of 2 hosts); "
@@ -313,18 +319,18 @@ def test_plan_suite_with_no_runnable_case_is_one_config_error(fleet: list[Candid
 
 def test_plan_suite_refuses_facts_of_unknown_hosts(ne_facts: Facts) -> None:
     with pytest.raises(ConfigError, match="facts for hosts not in the inventory: ne"):
-        plan_suite(QUICKSTART, [ne_facts], [Host("localhost", "localhost")], seed=1)
+        plan_file(QUICKSTART, [ne_facts], [Host("localhost", "localhost")], seed=1)
 
 
 def test_plan_suite_refuses_more_jobs_than_max_jobs(ne_facts: Facts) -> None:
     hosts = [Host(f"h{i}", f"10.0.0.{i}") for i in range(3)]
     facts = [replace(ne_facts, host=h.name) for h in hosts]
     # quickstart: 4 cases x 2 repetitions on every host: 8 jobs per host, 24 in all
-    assert plan_suite(QUICKSTART, facts, hosts, seed=1, max_jobs=24).entry_count == 24
+    assert plan_file(QUICKSTART, facts, hosts, seed=1, max_jobs=24).entry_count == 24
     with pytest.raises(ConfigError) as info:
-        plan_suite(QUICKSTART, facts, hosts, seed=1, max_jobs=23)
+        plan_file(QUICKSTART, facts, hosts, seed=1, max_jobs=23)
     assert str(info.value) == (
         f"{QUICKSTART}: the plan has 24 jobs (cases x repetitions x hosts), more than 23 "
         "(narrow the suite, plan on fewer hosts (--limit), or allow more with --max-jobs N)")
     with pytest.raises(ConfigError, match="suite quickstart has more than 7 jobs"):
-        plan_suite(QUICKSTART, facts[:1], hosts[:1], seed=1, max_jobs=7)
+        plan_file(QUICKSTART, facts[:1], hosts[:1], seed=1, max_jobs=7)

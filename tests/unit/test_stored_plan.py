@@ -91,8 +91,10 @@ def test_the_current_codec_writes_what_the_old_text_said_plus_its_version(
 def test_a_fresh_plan_round_trips_through_the_codec(node_exporter_sys_root: Path) -> None:
     facts = build_facts("localhost", tree_from_root(node_exporter_sys_root),
                         collected_at_unix_seconds=0)
-    result = plan_suite(REPO / "benchmarks" / "quickstart.yml", [facts],
-                        [Host("localhost", "localhost", connection="local")], seed=42)
+    suite_path = REPO / "benchmarks" / "quickstart.yml"
+    result = plan_suite(load_suite(suite_path), [facts],
+                        [Host("localhost", "localhost", connection="local")], seed=42,
+                        where=str(suite_path))
     summary = plan_summary(result)
     plan = plan_from_data(summary)
     assert json.loads(plan_to_json(plan)) == {**summary, "format_version": 1}
