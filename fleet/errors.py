@@ -36,7 +36,7 @@ class TransportError(FleetError):
 
 
 class HostBusyError(TransportError):
-    """Another controller kept the host's lock (fleet/agent/host_state.py) past the wait."""
+    """Another controller kept the host's lock (fleet/agent/remote/host_state.py) past the wait."""
 
 
 class HostKeyError(TransportError):

@@ -235,7 +235,7 @@ def comparable_fields(facts: Facts) -> Mapping[str, object]:
     }
 
 
-# ---- suites, cases and plans (fleet.suite, fleet.matrix, fleet.schedule) ----------------------
+# ---- suites, cases and plans (fleet.config.suite, fleet.plan.matrix, fleet.plan.schedule) --------
 
 ParamValue = str | int | float | bool
 Spread = Literal["every", "any"]

@@ -4,7 +4,7 @@ Writes a synthetic store with the store's own functions (create_run, record_atte
 save_snapshots): two runs of the same suite, each C cases x R repetitions on H hosts with one
 workload metric per attempt (default 2,000 x 5 x 1 = 10,000 results per run), the candidate
 5 % slower on every fifth case. Then measures, as medians:
-  compare          fleet.compare.api.compare_stored(store, [A, B]): load both runs from the
+  compare          fleet.api.compare.compare_stored(store, [A, B]): load both runs from the
                    store, match metric x case x host, statistics (bootstrap 2,000 resamples,
                    Mann-Whitney U, effect sizes) and verdicts; goal <= 1 s
   compare: stats   the statistics part alone (build_report on already selected groups)
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fleet.compare.api import GateRequest, _gate_report, compare_stored
+from fleet.api.compare import GateRequest, _gate_report, compare_stored
 from fleet.compare.decide import decide
 from fleet.compare.engine import build_report
 from fleet.compare.load import load_runs

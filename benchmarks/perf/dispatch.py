@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from fleet.agent import AgentSession
-from fleet.inventory import load_inventory
+from fleet.config.inventory import load_inventory
 from fleet.lab import lab_down, lab_up
 from fleet.transport.ssh import SshTransport
 

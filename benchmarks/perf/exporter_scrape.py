@@ -32,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from fleet.export.catalogue import SAMPLER
+from fleet.catalogue import SAMPLER
 from fleet.export.prometheus import Selection, StoreCollector, scrape_once, start_server
 from fleet.export.store_reader import open_read_only
 from fleet.model import Measurement

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fleet.config.inventory import load_inventory
 from fleet.facts.build import build_facts
+from fleet.facts.gather import gather_facts
 from fleet.facts.probe import PROBE_SCRIPT
 from fleet.facts.tree import parse_dump
-from fleet.gather import gather_facts
-from fleet.inventory import load_inventory
 from fleet.lab import lab_down, lab_up
 from fleet.transport.ssh import SshTransport
 

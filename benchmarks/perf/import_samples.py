@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from fleet.export.catalogue import HOST_SAMPLES
+from fleet.catalogue import HOST_SAMPLES
 from fleet.export.host_series import host_series
 from fleet.export.importer import import_run, load_host_series
 from fleet.export.remote_write import RetryPolicy, compress, post

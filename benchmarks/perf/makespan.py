@@ -1,7 +1,7 @@
 """How close does `fleet run` get to the best possible makespan, and what does a case cost?
 
 Brings up an 8-host lab (root; network namespaces with their own sshd) in a temp dir, runs a
-heterogeneous synthetic suite through fleet.run_api.start_run (the code `fleet run` calls):
+heterogeneous synthetic suite through fleet.api.run.start_run (the code `fleet run` calls):
 sleep cases of mixed lengths, spread `any` (some restricted to lab1-4 or lab5-8) and `every`.
 
   makespan     from RunStarted (the executor starts; each host's connection and agent are
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from fleet.execute import ExecuteOptions
-from fleet.execute_events import AttemptFinished, RunEvent, RunStarted
+from fleet.api.run import RunRequest, start_run
+from fleet.execute.events import AttemptFinished, RunEvent, RunStarted
+from fleet.execute.executor import ExecuteOptions
 from fleet.lab import lab_down, lab_up
-from fleet.run_api import RunRequest, start_run
 from fleet.runs import Attempt
 
 GOAL_RATIO = 1.05

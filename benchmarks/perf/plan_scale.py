@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from fleet.matrix import expand
+from fleet.api.plan import plan_summary
+from fleet.config.suite import parse_suite
 from fleet.model import (
     CpuInfo,
     Facts,
@@ -30,9 +31,8 @@ from fleet.model import (
     NumaNode,
     Topology,
 )
-from fleet.plan_api import plan_summary
-from fleet.schedule import Candidate, plan
-from fleet.suite import parse_suite
+from fleet.plan.matrix import expand
+from fleet.plan.schedule import Candidate, plan
 
 T = TypeVar("T")
 MIB, GIB = 1 << 20, 1 << 30

@@ -5,7 +5,7 @@ Transport: newline-delimited JSON over the agent's stdin (requests) and stdout (
 object per line, each with a "type". Both sides emit ASCII JSON (``ensure_ascii``), so every
 line is valid UTF-8 whatever a child printed: the agent decodes child output as UTF-8 with
 errors="replace" (invalid bytes become U+FFFD; no base64). Every request carries an integer
-"id" chosen by the controller; its reply carries the same id. fleet/agent/runner.py is the
+"id" chosen by the controller; its reply carries the same id. fleet/agent/remote/runner.py is the
 host side; PROTOCOL_VERSION must be equal in both (the controller refuses any other).
 
     agent -> hello      {protocol_version, agent, python_version, pid, hostname,
@@ -41,8 +41,8 @@ host side; PROTOCOL_VERSION must be equal in both (the controller refuses any ot
 With a ``sample`` spec (version 2) the agent samples while the child runs, unasked: one
 "sample" (same id as the run) as the child starts, one per ``interval_seconds`` at absolute
 deadlines (``missed`` counts the deadlines it could not keep), and a ``final`` one when the
-child's exit is seen, all before the run_result. fleet/agent/sampler.py says what a sample
-holds (``files``: per key the whole text, the changed lines, or null); fleet/sampling_decode.py
+child's exit is seen, all before the run_result. fleet/agent/remote/sampler.py says what a sample
+holds (``files``: per key the whole text, the changed lines, or null); fleet/sampling/decode.py
 reads it back. ``agent_cpu_seconds`` is the agent's own CPU time so far (user + system).
 
 A run_result is compact (version 3): a field whose value would be null, false, "" or a zero
@@ -52,7 +52,7 @@ this message on its critical path, so it stays small.
 
 Version 4: the host owns what it changes.
 - ``lock`` takes the host lock (flock under /run, keyed by boot id and network namespace:
-  fleet/agent/host_state.py) and holds it until the agent exits; the executor sends it before
+  fleet/agent/remote/host_state.py) and holds it until the agent exits; the executor sends it before
   its first case (``fleet facts`` never does, so it is never blocked). While another agent holds
   it, a ``lock_wait`` naming the holder comes at once and every interval_seconds; after
   ``wait_seconds`` the ``lock_result`` says ``acquired: false`` with the holder. ``error``: the

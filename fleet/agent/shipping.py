@@ -1,5 +1,6 @@
 """What the controller ships to a host to start its agent: a constant bootstrap and the
-agent's source text (fleet/agent/runner.py, then each of SHIPPED_MODULES). Pure: reads only the
+agent's source text (fleet/agent/remote/runner.py,
+then each of SHIPPED_MODULES). Pure: reads only the
 package's own files.
 """
 
@@ -32,7 +33,7 @@ exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
 scope["main"]()
 """
 AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
-RUNNER_PATH = Path(__file__).with_name("runner.py")
+RUNNER_PATH = Path(__file__).with_name("remote") / "runner.py"
 SHIPPED_MODULES = ("host_files.py", "sampler.py", "child.py", "host_state.py")  # after runner.py,
 # in this order; one scope: top-level names must be unique across them
 _FUTURE_LINE = "from __future__ import annotations\n"

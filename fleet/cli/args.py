@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 MAX_SEED = 2**63 - 1  # the store keeps the seed as a signed 64-bit integer
-DEFAULT_MAX_JOBS = 10_000  # fleet.matrix.DEFAULT_MAX_JOBS (not imported: --help stays fast)
-DEFAULT_HOST_LOCK_WAIT_SECONDS = 600.0  # fleet.execute_worker's (not imported, as above)
+DEFAULT_MAX_JOBS = 10_000  # fleet.plan.matrix.DEFAULT_MAX_JOBS (not imported: --help stays fast)
+DEFAULT_HOST_LOCK_WAIT_SECONDS = 600.0  # fleet.execute.worker's (not imported, as above)
 
 
 class Parser(argparse.ArgumentParser):
@@ -135,7 +135,7 @@ def inventory_sources(args: argparse.Namespace) -> list[Path]:
 
 def load_hosts(args: argparse.Namespace) -> Any:
     """The inventory the arguments select; its warnings on stderr."""
-    from fleet.inventory import load_inventory
+    from fleet.config.inventory import load_inventory
 
     inventory = load_inventory(inventory_sources(args), limit=args.limit)
     for warning in inventory.warnings:

@@ -90,7 +90,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fleet.compare.api import compare_stored, parse_axis
+    from fleet.api.compare import compare_stored, parse_axis
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import markdown, report_json
 
@@ -113,12 +113,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from fleet.api.compare import GateRequest, parse_axis, run_gate
     from fleet.cli.progress import RunView, warn
-    from fleet.compare.api import GateRequest, parse_axis, run_gate
     from fleet.compare.fingerprint import validate_allowed
     from fleet.compare.output import decision_json, junit, markdown, report_json
     from fleet.compare.tags import parse_tags
-    from fleet.execute import ExecuteOptions
+    from fleet.execute.executor import ExecuteOptions
 
     if args.history is not None and not 0 <= args.history <= 1000:
         raise ConfigError(f"--history {args.history}: must be between 0 and 1000",

@@ -78,7 +78,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def cmd_dashboards_build(args: argparse.Namespace) -> int:
-    from fleet.export.dashboards_build import generated_files
+    from fleet.export.grafana.build import generated_files
 
     files = generated_files()  # everything rendered before anything is written
     changed = []
@@ -119,8 +119,8 @@ def read_token(token_file: Path | None, environ: Mapping[str, str]) -> str:
 
 
 def cmd_dashboards_push(args: argparse.Namespace) -> int:
-    from fleet.export.dashboards_build import dashboard_models
-    from fleet.export.grafana import push_dashboards
+    from fleet.export.grafana.build import dashboard_models
+    from fleet.export.grafana.push import push_dashboards
 
     if not args.url.startswith(("http://", "https://")):
         raise ConfigError(f"--url {args.url!r} is not an http(s) URL",

@@ -139,7 +139,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _selection(args: argparse.Namespace, run_ids: list[str]) -> Any:
-    from fleet.export.catalogue import MAX_AXIS_LABELS
+    from fleet.catalogue import MAX_AXIS_LABELS
     from fleet.export.prometheus import Selection
 
     if len(args.axis_label) > MAX_AXIS_LABELS:

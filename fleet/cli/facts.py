@@ -73,9 +73,9 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_facts(args: argparse.Namespace) -> int:
+    from fleet.cli.render import outcomes_view
     from fleet.codec import to_jsonable
-    from fleet.gather import gather_facts
-    from fleet.render import outcomes_view
+    from fleet.facts.gather import gather_facts
     from fleet.store import Store
 
     inventory = load_hosts(args)
@@ -127,9 +127,9 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import secrets
 
-    from fleet.plan_api import check_suite_size, plan_suite, plan_summary
-    from fleet.render import plan_view
-    from fleet.suite import load_suite
+    from fleet.api.plan import check_suite_size, plan_suite, plan_summary
+    from fleet.cli.render import plan_view
+    from fleet.config.suite import load_suite
 
     suite = load_suite(args.suite)
     check_suite_size(suite, args.max_jobs)  # before --gather touches a host
@@ -151,7 +151,7 @@ def _facts_for_plan(args: argparse.Namespace, inventory: Any) -> list[Any]:
 
     names = {h.name for h in inventory.hosts}
     if args.gather:
-        from fleet.gather import gather_facts
+        from fleet.facts.gather import gather_facts
 
         outcomes = gather_facts(inventory.hosts, accept_new_host_keys=args.accept_new_host_keys)
         for o in outcomes:

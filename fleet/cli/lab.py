@@ -88,7 +88,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
                          "(fleet lab up --numa 2n,4n)", where="fleet lab up",
                          hint="see fleet lab up --help")
     if args.numa is not None:
-        from fleet.lab.rootfs import ensure_rootfs
+        from fleet.lab.image.rootfs import ensure_rootfs
 
         def progress(message: str) -> None:
             sys.stderr.write(f"fleet: {message}\n")
@@ -132,8 +132,8 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
+    from fleet.cli.render import lab_status_data, lab_status_view
     from fleet.lab import lab_status
-    from fleet.render import lab_status_data, lab_status_view
 
     status = lab_status(_state_dir(args))
     if args.json:

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from fleet.execute_events import (
+from fleet.execute.events import (
     ATTEMPT_STATUSES,
     AttemptFinished,
     AttemptStarted,

@@ -38,7 +38,7 @@ from fleet.errors import ConfigError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from fleet.execute_events import RunEvent
+    from fleet.execute.events import RunEvent
 
 _QUIET_TAGS = ("date", "fleet_version", "git_sha")  # in `fleet runs --json`, not the table
 RUN_EXAMPLE = """examples:
@@ -134,9 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _start_or_resume(args: argparse.Namespace, tags: Mapping[str, str],
                      on_event: Callable[[RunEvent], None]) -> Any:
+    from fleet.api.run import ResumeRequest, RunRequest, resume_run, start_run
     from fleet.cli.progress import warn
-    from fleet.execute import ExecuteOptions
-    from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
+    from fleet.execute.executor import ExecuteOptions
 
     options = ExecuteOptions(host_lock_wait_seconds=args.host_lock_wait)
     if args.resume:
@@ -159,7 +159,7 @@ def _start_or_resume(args: argparse.Namespace, tags: Mapping[str, str],
 @contextlib.contextmanager
 def _stop_signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP act as Ctrl-C does (KeyboardInterrupt: exit 130) for the whole
-    command; while jobs run, the executor handles all three alike (fleet.execute)."""
+    command; while jobs run, the executor handles all three alike (fleet.execute.executor)."""
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -186,8 +186,8 @@ def _both(first: Callable[[RunEvent], None],
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from fleet.api.runs import run_listing, tags_by_run
     from fleet.compare.tags import parse_tags
-    from fleet.runs_api import run_listing, tags_by_run
 
     wanted = parse_tags(args.tag).items()
     listing = run_listing(args.store)
@@ -221,9 +221,9 @@ def _local_time(unix_seconds: float) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from fleet.api.runs import run_detail, run_sample_counts, tags_by_run
     from fleet.cli.progress import summary_view
-    from fleet.execute_events import attempt_json, summary_json
-    from fleet.runs_api import run_detail, run_sample_counts, tags_by_run
+    from fleet.execute.events import attempt_json, summary_json
 
     detail, summary = run_detail(args.store, args.run_id)
     counts = run_sample_counts(args.store, args.run_id)

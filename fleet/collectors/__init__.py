@@ -12,5 +12,5 @@ dataclasses; a value that was not in the input is None, never 0. Stdlib only.
 - :mod:`fleet.collectors.kvm_stats`   KVM_GET_STATS_FD binary statistics
 - :mod:`fleet.collectors.kmsg`        /dev/kmsg records, WARN/BUG/Oops/KVM classification
 
-Derived metrics (rates, locality, overhead, placement) live in :mod:`fleet.derive`.
+Derived metrics (rates, locality, overhead, placement) live in :mod:`fleet.sampling.formulas`.
 """

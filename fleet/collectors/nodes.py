@@ -127,5 +127,6 @@ def read_node_stats(root: Path) -> tuple[NodeStats, ...]:
 
 
 def sec_page_tables_by_node(nodes: tuple[NodeStats, ...]) -> dict[int, int | None]:
-    """``{node: SecPageTables bytes or None}``: the input of :mod:`fleet.derive` locality."""
+    """``{node: SecPageTables bytes or None}``: the input of :mod:`fleet.sampling.formulas`
+    locality."""
     return {n.node_id: n.sec_page_tables_bytes for n in nodes}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from fleet.catalogue import lookup
 from fleet.compare.stats import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_REPETITIONS,
@@ -28,8 +29,7 @@ from fleet.compare.stats import (
     Direction,
     Policy,
 )
-from fleet.export.catalogue import lookup
-from fleet.workloads.located import Node
+from fleet.yamlnode import Node
 
 DEFAULT_HISTORY_RUNS = 20
 COMPARE_KEYS = ("min_repetitions", "alpha", "threshold", "history", "metrics")

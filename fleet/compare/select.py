@@ -17,10 +17,10 @@ from typing import Any
 
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
 from fleet.compare.fingerprint import Fields, host_fields
+from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError, FleetError
 from fleet.model import Facts
 from fleet.runs import CompletedAttempt, PlannedCase, RunInfo
-from fleet.suite import parse_suite
 from fleet.workloads.base import format_value
 
 CaseKey = tuple[tuple[str, str], ...]  # sorted (name, value as text)

@@ -1,6 +1,6 @@
 """Run tags: ``--tag KEY=VALUE`` parsing. Keys: a letter, then letters, digits, ``_ . -``.
 
-The tags every run gets by default (date, fleet_version, git_sha): fleet.tags_api.
+The tags every run gets by default (date, fleet_version, git_sha): fleet.api.tags.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A run's stored host samples -> the catalogue's ``fleet_host_*`` time series. Pure.
 
-Each stored series of an attempt (fleet.sampling) becomes the series of its catalogue family
-(:data:`fleet.export.catalogue.HOST_SAMPLES`) labelled run_id, suite, case_id, host,
+Each stored series of an attempt (fleet.sampling.collect) becomes the series of its catalogue family
+(:data:`fleet.catalogue.HOST_SAMPLES`) labelled run_id, suite, case_id, host,
 repetition (and node where stored). The attempts of one job share a series: their points are
 merged in time order. Timestamps are the samples' wall-clock times in integer milliseconds
 (Prometheus' resolution); two points in the same millisecond keep the later-stored one;
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from fleet.export import catalogue as cat
+from fleet import catalogue as cat
 from fleet.export.series import escape_value, format_value
 from fleet.runs import StoredSeries
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet import catalogue as cat
 from fleet.errors import ConfigError, FleetError
-from fleet.export import catalogue as cat
 from fleet.export.host_series import HostSeries, TimeSeries, host_series, openmetrics_family
 from fleet.export.remote_write import RetryPolicy, send_batches
 from fleet.export.remote_write_codec import DEFAULT_BATCH_SAMPLES, write_requests

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.errors import ConfigError, FleetError
-from fleet.execute_events import AttemptFinished, RunEvent, RunStarted
+from fleet.execute.events import AttemptFinished, RunEvent, RunStarted
 from fleet.export.prometheus import push_attempt
 from fleet.export.store_reader import open_read_only, read_static
 

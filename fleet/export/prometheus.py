@@ -42,8 +42,8 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from fleet import catalogue as cat
 from fleet.errors import FleetError
-from fleet.export import catalogue as cat
 from fleet.export.series import LiveExport, Series, attempt_series, sample_line
 from fleet.export.store_reader import (
     data_version,

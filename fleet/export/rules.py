@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from fleet.export import catalogue as cat
+from fleet import catalogue as cat
 
 GROUP_NAME = "fleet_derived_comparisons"
 RUN_HOST = ("run_id", "suite", "host")

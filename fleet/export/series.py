@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from fleet.export import catalogue as cat
+from fleet import catalogue as cat
 from fleet.runs import (
     Attempt,
     Increment,

@@ -43,7 +43,7 @@ from fleet.lab.state import (
     write_record,
 )
 from fleet.lab.teardown import remove_lab
-from fleet.lab.vm import vm_lab_down, vm_lab_status
+from fleet.lab.vm.lab import vm_lab_down, vm_lab_status
 
 ConfigHook = Callable[[str, str], str]  # (host name, sshd_config text) -> sshd_config text
 

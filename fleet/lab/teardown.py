@@ -6,7 +6,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from fleet.agent.host_state import ROOT_STATE_DIR
+from fleet.agent.remote.host_state import ROOT_STATE_DIR
 from fleet.lab import netns, sshd
 from fleet.lab.cleanup import remove_all, remove_recorded_files
 from fleet.lab.state import HostRecord, LabRecord, state_path

@@ -12,11 +12,11 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fleet.catalogue import SAMPLER_SOURCE, lookup
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, policy_for
 from fleet.compare.engine import metric_text
 from fleet.compare.stats import Policy, compare_many, median_intervals
 from fleet.errors import ConfigError
-from fleet.export.catalogue import SAMPLER_SOURCE, lookup
 from fleet.facts.parsers import format_cpulist
 from fleet.model import Facts, ParamValue
 from fleet.report.model import (

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fleet.codec import case_settings
 from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
+from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Facts
 from fleet.report.assemble import RunRecords
@@ -18,7 +19,6 @@ from fleet.runs import SeriesPoint
 from fleet.store import Store
 from fleet.store.report_reads import facts_before, facts_with_fingerprint
 from fleet.store.runs import load_run, load_samples, run_plan, sample_counts
-from fleet.suite import parse_suite
 
 
 def load_records(store: Store, run_id: str) -> RunRecords:

@@ -48,7 +48,7 @@ class MetricTable:
 
     metric: str  # e.g. elapsed_seconds, or dirty_memory_seconds{iteration=1}
     unit: str
-    direction: str  # lower_is_better / higher_is_better / neutral (fleet.export.catalogue)
+    direction: str  # lower_is_better / higher_is_better / neutral (fleet.catalogue)
     source: str  # workload or sampler
     host: str | None
     row_header: str  # the varying setting names, e.g. "vcpus"

@@ -90,7 +90,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX results_attempt ON results(attempt_id);
     """,
-    # 3: the sampler's series per attempt (fleet.sampling: at most 600 points per series and
+    # 3: the sampler's series per attempt (fleet.sampling.collect: at most 600 points per series and
     # attempt) and a free-text note per attempt (kernel log problems, unreadable inputs)
     """
     CREATE TABLE samples (

@@ -26,7 +26,7 @@ _NOT_EXECUTABLE_EXIT = 126
 _CHUNK_BYTES = 65536
 SESSION_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # XDG_RUNTIME_DIR: an SSH login has it (pam_systemd); FLEET_AGENT_STATE_DIR: where the agent
-# keeps its host lock and knob journal (fleet.agent.host_state), fleet's own, never a secret
+# keeps its host lock and knob journal (fleet.agent.remote.host_state), fleet's own, never a secret
 _KEPT = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LANGUAGE", "TZ", "XDG_RUNTIME_DIR",
          "FLEET_AGENT_STATE_DIR")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fleet.workloads import command, sleep
 from fleet.workloads.base import ParamSpec, Workload, format_value
-from fleet.workloads.located import Node
+from fleet.yamlnode import Node
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The workload interface and parameter schemas (the located YAML node workloads read their
-config from: fleet.workloads.located).
+config from: fleet.yamlnode).
 
 A workload family (``command``, ``sleep``, ...) is configured from its suite entry into a
 :class:`Workload`: it declares its parameters and required host capabilities, builds an argv
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fleet.model import Facts, Measurement, ParamValue, Requirements
-from fleet.workloads.located import type_name, yaml11_float
+from fleet.yamlnode import type_name, yaml11_float
 
 ParamType = Literal["str", "int", "float", "bool", "scalar"]
 

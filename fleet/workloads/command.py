@@ -17,7 +17,7 @@ from typing import Literal
 from fleet.errors import ConfigError, ParseError
 from fleet.model import Facts, Measurement, ParamValue
 from fleet.workloads.base import ParamSpec, Workload, format_value
-from fleet.workloads.located import Node
+from fleet.yamlnode import Node
 
 CONFIG_KEYS = ("argv", "parse")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from fleet.errors import ConfigError
 from fleet.model import Facts, Measurement, ParamValue
 from fleet.workloads.base import ParamSpec, Workload, format_value
-from fleet.workloads.located import Node
+from fleet.yamlnode import Node
 
 CONFIG_KEYS: tuple[str, ...] = ()
 SECONDS = ParamSpec("seconds", "float", minimum=0.0, description="how long to sleep")

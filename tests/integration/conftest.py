@@ -13,7 +13,7 @@ import pytest
 
 from fleet.errors import LabError
 from fleet.lab import LabState, lab_down, lab_up
-from fleet.lab.rootfs import RootfsImage, default_cache_dir, ensure_rootfs
+from fleet.lab.image.rootfs import RootfsImage, default_cache_dir, ensure_rootfs
 
 LAB_HOSTS = 3
 
@@ -36,7 +36,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
         lab_down(state_dir)
 
 
-# --- emulated NUMA lab: QEMU guests (fleet.lab.vm) -------------------------------------------
+# --- emulated NUMA lab: QEMU guests (fleet.lab.vm.lab) -------------------------------------------
 
 NUMA_SPECS = ("2n", "4n")
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from prom_fixtures import ROOT, Prometheus, fleet, poll, receiving_prometheus, serving
 
-from fleet.export import catalogue as cat
-from fleet.export.dashboards import record
-from fleet.export.dashboards_panels import KVM_FLUSHES, LOCALITY, TLB
-from fleet.export.dashboards_series import KVM_FLUSHES as HOST_KVM_FLUSHES
+from fleet import catalogue as cat
+from fleet.export.grafana.panels import KVM_FLUSHES, LOCALITY, TLB
+from fleet.export.grafana.series import KVM_FLUSHES as HOST_KVM_FLUSHES
+from fleet.export.grafana.spec import record
 from fleet.export.importer import import_run
 
 DASHBOARDS = ROOT / "dashboards"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from fleet.agent import AgentSession, RunOutcome
+from fleet.config.inventory import load_inventory
 from fleet.errors import TransportError
-from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
 from fleet.transport.ssh import SshTransport
@@ -193,7 +193,7 @@ CONTROLLER = """
 import sys
 from pathlib import Path
 from fleet.agent import AgentSession
-from fleet.inventory import load_inventory
+from fleet.config.inventory import load_inventory
 from fleet.transport.ssh import SshTransport
 (host,) = load_inventory([Path(sys.argv[1])], limit=sys.argv[2]).hosts
 session = AgentSession(SshTransport(host), host_name=host.name)

@@ -30,8 +30,8 @@ from dashboards_proof import (
 )
 from test_sampling_lab import PRIORITY, SHOOTDOWNS
 
-from fleet.export.dashboards_panels import KVM_FLUSHES, LOCALITY
-from fleet.export.dashboards_series import KVM_FLUSHES as HOST_KVM_FLUSHES
+from fleet.export.grafana.panels import KVM_FLUSHES, LOCALITY
+from fleet.export.grafana.series import KVM_FLUSHES as HOST_KVM_FLUSHES
 from fleet.lab import LabState
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ from prom_fixtures import (
     stop,
 )
 
-from fleet.export.catalogue import WORKLOAD_RESULT, lookup
+from fleet.catalogue import WORKLOAD_RESULT, lookup
 
 
 @pytest.fixture

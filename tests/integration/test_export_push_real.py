@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prom_fixtures import Prometheus, free_port, poll, prometheus_on, pushgateway_on, quickstart_run
 
-from fleet.export.catalogue import WORKLOAD_RESULT, lookup
+from fleet.catalogue import WORKLOAD_RESULT, lookup
 
 PUSHED = ("fleet_workload_result", "fleet_tlb_shootdowns_per_second",
           "fleet_secondary_page_tables_growth_bytes", "fleet_sampler_samples")

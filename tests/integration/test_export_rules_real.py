@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prom_fixtures import Prometheus, fleet, poll, prometheus_on, quickstart_run, serving
 
-from fleet.export.catalogue import lookup
+from fleet.catalogue import lookup
 from fleet.export.rules import DERIVED, recording_rules
 
 PROMTOOL = "/usr/bin/promtool"

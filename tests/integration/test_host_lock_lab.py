@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from fleet.agent import AgentSession
+from fleet.config.inventory import load_inventory
 from fleet.errors import HostBusyError, TransportError
-from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host
 from fleet.store import Store

@@ -29,9 +29,9 @@ from dashboards_proof import (
     suite_yaml,
 )
 
-from fleet.export.dashboards import record
-from fleet.export.dashboards_panels import KVM_FLUSHES, LOCALITY, TLB
-from fleet.export.dashboards_series import KVM_FLUSHES as HOST_KVM_FLUSHES
+from fleet.export.grafana.panels import KVM_FLUSHES, LOCALITY, TLB
+from fleet.export.grafana.series import KVM_FLUSHES as HOST_KVM_FLUSHES
+from fleet.export.grafana.spec import record
 from fleet.lab import LabState
 
 pytestmark = pytest.mark.integration

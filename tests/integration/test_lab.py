@@ -322,8 +322,8 @@ def test_locked_root_account_is_detected() -> None:
 
 def test_down_removes_the_host_lock_files_of_its_hosts(tmp_path: Path) -> None:
     from fleet.agent import AgentSession
-    from fleet.agent.host_state import ROOT_STATE_DIR
-    from fleet.inventory import load_inventory
+    from fleet.agent.remote.host_state import ROOT_STATE_DIR
+    from fleet.config.inventory import load_inventory
     from fleet.transport.ssh import SshTransport
 
     state_dir = tmp_path / "state"

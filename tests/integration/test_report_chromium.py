@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from matplotlib import image as mpimg
 
+from fleet.api.run import RunRequest, start_run
 from fleet.cli import main
-from fleet.run_api import RunRequest, start_run
 from fleet.store import Store
 from fleet.store.runs import load_run
 

@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import LabError
-from fleet.lab import rootfs, rootfs_build
-from fleet.lab.rootfs import (
+from fleet.lab.image import build as rootfs_build
+from fleet.lab.image import rootfs
+from fleet.lab.image.build import mounts_below
+from fleet.lab.image.recipe import default_recipe, guest_file_text
+from fleet.lab.image.rootfs import (
     RootfsImage,
     cached_rootfs,
     default_cache_dir,
     ensure_rootfs,
     recipe_hash,
 )
-from fleet.lab.rootfs_build import mounts_below
-from fleet.lab.rootfs_recipe import default_recipe, guest_file_text
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +192,7 @@ def test_a_killed_build_leaves_nothing_that_looks_complete(tmp_path: Path) -> No
     cache = tmp_path / "cache"
     builder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from fleet.lab.rootfs import ensure_rootfs; ensure_rootfs(Path(sys.argv[1]))",
+         "from fleet.lab.image.rootfs import ensure_rootfs; ensure_rootfs(Path(sys.argv[1]))",
          str(cache)])
     try:
         # wait until mmdebstrap installs packages: /proc, /sys, /dev are mounted in its chroot
@@ -242,7 +243,7 @@ def test_non_root_is_refused_with_one_line(tmp_path: Path) -> None:
     assert nobody is not None
     done = subprocess.run(
         [nobody, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-         "from pathlib import Path; from fleet.lab.rootfs import ensure_rootfs;"
+         "from pathlib import Path; from fleet.lab.image.rootfs import ensure_rootfs;"
          f"ensure_rootfs(Path('{tmp_path}/c'))"],
         capture_output=True, text=True, check=False)
     assert done.returncode != 0

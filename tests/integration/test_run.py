@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet.execute import ExecuteOptions
-from fleet.execute_events import AttemptStarted, HostQuarantined, RunEvent
-from fleet.execute_policy import RetryPolicy
+from fleet.api.run import RunRequest, start_run
+from fleet.execute.events import AttemptStarted, HostQuarantined, RunEvent
+from fleet.execute.executor import ExecuteOptions
+from fleet.execute.policy import RetryPolicy
 from fleet.lab import LabState, lab_down, lab_up
 from fleet.lab.netns import pids_in_namespace
 from fleet.model import Measurement
-from fleet.run_api import RunRequest, start_run
 from fleet.runs import Attempt, RunDetail
 from fleet.store import Store
 from fleet.store.runs import list_runs, load_run

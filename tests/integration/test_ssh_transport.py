@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.config.inventory import load_inventory
 from fleet.errors import HostKeyError, TransportError
-from fleet.inventory import load_inventory
 from fleet.lab import LabState
 from fleet.model import Host, JumpHost, Secret
 from fleet.transport import Transport, connect

@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet.config.inventory import load_inventory
 from fleet.errors import LabError
-from fleet.guests import GuestDefinition
-from fleet.inventory import load_inventory
-from fleet.lab import LabState, lab_down, lab_status, lab_up, vm, vm_lab_status, vm_lab_up, vm_ready
-from fleet.lab.vm_state import read_vm_record
+from fleet.lab import LabState, lab_down, lab_status, lab_up, vm_lab_status, vm_lab_up
+from fleet.lab.vm import GuestDefinition
+from fleet.lab.vm import lab as vm
+from fleet.lab.vm import ready as vm_ready
+from fleet.lab.vm.state import read_vm_record
 from fleet.transport import connect
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """The host owns what it changes: the host lock, the knob journal and heartbeats, with the real
-agent (fleet/agent/runner.py) through LocalTransport.
+agent (fleet/agent/remote/runner.py) through LocalTransport.
 
 Each test gives its agents a private state directory ($FLEET_AGENT_STATE_DIR, inherited by a
 local agent), so they lock and journal there, not in /run/fleet-agent. A "knob" is a file in a

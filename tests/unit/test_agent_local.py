@@ -1,4 +1,4 @@
-"""The real agent (fleet/agent/runner.py) driven through LocalTransport.open_stream."""
+"""The real agent (fleet/agent/remote/runner.py) driven through LocalTransport.open_stream."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.agent import child, host_files, protocol, runner, shipping
+from fleet.agent import protocol, shipping
 from fleet.agent.protocol import (
     Bye,
     ErrorReply,
@@ -28,6 +28,7 @@ from fleet.agent.protocol import (
     encode_request,
 )
 from fleet.agent.protocol_decode import decode_hello, decode_reply
+from fleet.agent.remote import child, host_files, runner
 
 RUN_RESULT = {
     "type": "run_result", "id": 7, "exit_code": None, "signal": 9, "timed_out": True,

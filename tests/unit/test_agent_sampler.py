@@ -1,4 +1,4 @@
-"""The agent's sampler (fleet/agent/sampler.py), run for real through LocalTransport.
+"""The agent's sampler (fleet/agent/remote/sampler.py), run for real through LocalTransport.
 
 A fake root (corpus /proc and /sys files) that the workload itself rewrites mid-run shows that
 whole texts, changed lines and new lines all decode back to the files on disk; the real root
@@ -23,8 +23,8 @@ from fleet.agent.protocol import SampleSpec
 from fleet.agent.shipping import agent_source
 from fleet.errors import TransportError
 from fleet.model import Host
-from fleet.sampling import SampleCollector
-from fleet.sampling_decode import SampleDecoder, Snapshot
+from fleet.sampling.collect import SampleCollector
+from fleet.sampling.decode import SampleDecoder, Snapshot
 from fleet.transport.local import LocalTransport
 
 NODE = "sys/devices/system/node"

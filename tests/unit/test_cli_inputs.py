@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from test_export_collector import RUN, write_run
 
+from fleet.api.compare import GateRequest, check_baseline_axis, compare_stored, run_gate
 from fleet.cli import main
-from fleet.compare.api import GateRequest, check_baseline_axis, compare_stored, run_gate
+from fleet.config.suite import load_suite
 from fleet.errors import ConfigError
-from fleet.matrix import expand
-from fleet.suite import load_suite
+from fleet.plan.matrix import expand
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = str(REPO / "benchmarks" / "quickstart.yml")
@@ -46,8 +46,8 @@ def test_out_of_range_numbers_are_usage_errors(argv: list[str], tmp_path: Path,
 
 
 def test_the_seed_range_is_what_the_store_keeps() -> None:
+    from fleet.api.plan import check_seed
     from fleet.cli.args import seed_arg
-    from fleet.plan_api import check_seed
 
     assert seed_arg(str(2**63 - 1)) == 2**63 - 1 and seed_arg("0") == 0
     check_seed(2**63 - 1)

@@ -13,7 +13,7 @@ import pytest
 
 from fleet.cli import args as cli_args
 from fleet.cli import export as cli_export
-from fleet.execute_worker import DEFAULT_HOST_LOCK_WAIT_SECONDS
+from fleet.execute.worker import DEFAULT_HOST_LOCK_WAIT_SECONDS
 from fleet.export.remote_write_codec import DEFAULT_BATCH_SAMPLES
 from fleet.runs import RunInfo
 from fleet.store import Store

@@ -1,4 +1,4 @@
-"""The suite's compare: section (fleet.compare.config via fleet.suite): values, merging,
+"""The suite's compare: section (fleet.compare.config via fleet.config.suite): values, merging,
 file:line errors, and the Policy each metric gets."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from fleet.compare.config import DEFAULT_COMPARE, policy_for
+from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
-from fleet.suite import parse_suite
 
 HEAD = "schema_version: 1\nname: t\n"
 ENTRY = "workloads:\n  - name: w\n    type: sleep\n    params: {seconds: 0.1}\n"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fleet.compare.api import parse_axis
+from fleet.api.compare import parse_axis
 from fleet.compare.config import DEFAULT_COMPARE
 from fleet.compare.decide import decide
 from fleet.compare.engine import build_report, cross_machine

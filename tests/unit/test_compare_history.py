@@ -15,8 +15,8 @@ import pytest
 from test_compare_engine import SUITE, normal, run
 from test_history import make_history, planted
 
+from fleet.api.compare import GateRequest, _gate_report
 from fleet.cli import main
-from fleet.compare.api import GateRequest, _gate_report
 from fleet.compare.config import parse_compare
 from fleet.compare.decide import decide
 from fleet.compare.engine import Report, build_report
@@ -30,12 +30,12 @@ from fleet.compare.load import load_history
 from fleet.compare.output import junit, markdown, report_json
 from fleet.compare.select import Group, between_runs, within_run
 from fleet.compare.stats import Policy
+from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Measurement
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
 from fleet.store.runs import create_run, record_attempt
-from fleet.suite import parse_suite
 
 
 def groups(base: list[float], cand: list[float], threshold: float = 0.02) -> tuple[Group, ...]:

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet import catalogue as cat
 from fleet.cli import main
-from fleet.export import catalogue as cat
-from fleet.export.dashboards import VARIANT_LABEL
-from fleet.export.dashboards_build import (
+from fleet.export.grafana.build import (
     DATASOURCE_VARIABLE,
     PROVISIONED_DATASOURCE_UID,
     dashboard_models,
     generated_files,
     with_datasource,
 )
-from fleet.export.dashboards_panels import all_dashboards
+from fleet.export.grafana.panels import all_dashboards
+from fleet.export.grafana.spec import VARIANT_LABEL
 from fleet.export.rules import recording_rules
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from fake_grafana import GrafanaState, fake_grafana
 
 from fleet.cli import main
-from fleet.export.dashboards_build import dashboard_models
+from fleet.export.grafana.build import dashboard_models
 
 TOKEN = "glsa_s3cr3t-T0KEN-for-tests_only"
 UIDS = sorted(m["uid"] for m in dashboard_models())

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fleet.collectors.interrupts import parse_interrupts
 from fleet.collectors.numa_maps import parse_numa_maps
-from fleet.derive import (
+from fleet.sampling.formulas import (
     counter_increase,
     counter_rate,
     gauge_growth,

@@ -9,7 +9,8 @@ import pytest
 
 from fleet.agent.protocol import RunOutcome
 from fleet.codec import plan_from_data
-from fleet.execute_events import (
+from fleet.config.suite import parse_suite
+from fleet.execute.events import (
     AttemptFinished,
     AttemptStarted,
     HostQuarantined,
@@ -18,8 +19,8 @@ from fleet.execute_events import (
     final_status,
     summarize,
 )
-from fleet.execute_plan import host_queues, next_attempt_numbers, plan_jobs
-from fleet.execute_policy import (
+from fleet.execute.plan import host_queues, next_attempt_numbers, plan_jobs
+from fleet.execute.policy import (
     RetryPolicy,
     current_value,
     hand_over,
@@ -29,10 +30,9 @@ from fleet.execute_policy import (
 )
 from fleet.facts.build import build_facts
 from fleet.facts.tree import tree_from_root
-from fleet.matrix import expand
 from fleet.model import Case, Facts, KvmInfo, KvmModule, Measurement
+from fleet.plan.matrix import expand
 from fleet.runs import Attempt, JobKey, RunDetail, RunInfo, StoredAttempt
-from fleet.suite import parse_suite
 from fleet.workloads.base import Workload
 
 # Captured on this project's Debian 12 build machine (cat of the sysfs/procfs files).

@@ -23,16 +23,16 @@ from fleet.agent.protocol import (
     SampleSpec,
     WriteOutcome,
 )
+from fleet.config.suite import parse_suite
 from fleet.errors import HostBusyError, TransportError
-from fleet.execute import ExecuteOptions, Execution, execute
-from fleet.execute_board import JobBoard
-from fleet.execute_events import HostNotice, HostQuarantined, RunEvent
-from fleet.execute_knobs import apply_knobs, restore_knobs
-from fleet.execute_policy import RetryPolicy
-from fleet.execute_worker import CaseRuntime
-from fleet.matrix import expand
+from fleet.execute.board import JobBoard
+from fleet.execute.events import HostNotice, HostQuarantined, RunEvent
+from fleet.execute.executor import ExecuteOptions, Execution, execute
+from fleet.execute.knobs import apply_knobs, restore_knobs
+from fleet.execute.policy import RetryPolicy
+from fleet.execute.worker import CaseRuntime
+from fleet.plan.matrix import expand
 from fleet.runs import Attempt, JobKey
-from fleet.suite import parse_suite
 
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 SWAPPINESS = "/proc/sys/vm/swappiness"

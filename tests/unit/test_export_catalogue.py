@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from fleet.export import catalogue as cat
+from fleet import catalogue as cat
 from fleet.export.prometheus import Selection, StoreCollector
 from fleet.export.store_reader import open_read_only
 from fleet.store import Store
@@ -18,7 +18,7 @@ from fleet.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"fleet_[a-z][a-z0-9_]*")
 
-# the sampler's stored names and units (fleet/sampling_derive.py): every one must be catalogued
+# the sampler's stored names and units (fleet/sampling/derive.py): every one must be catalogued
 SAMPLER_STORED = {
     ("tlb_shootdowns_per_second", "per_second"), ("kvm_remote_tlb_flushes_per_second",
                                                   "per_second"),

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.errors import StoreError
-from fleet.execute_events import summarize
+from fleet.execute.events import summarize
 from fleet.export.prometheus import Selection, StoreCollector, exposition_text, scrape_once
 from fleet.export.store_reader import open_read_only
 from fleet.model import Measurement

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleet import catalogue as cat
 from fleet.errors import ConfigError, FleetError, StoreError
-from fleet.export import catalogue as cat
 from fleet.export.host_series import TimeSeries, host_series, openmetrics
 from fleet.export.importer import import_run, load_host_series
 from fleet.export.remote_write import HEADERS, RetryPolicy, compress, post, send_batches
@@ -29,7 +29,7 @@ from fleet.export.remote_write_codec import (
     write_requests,
 )
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint, StoredSeries
-from fleet.sampling import VMSTAT_SERIES
+from fleet.sampling.collect import VMSTAT_SERIES
 from fleet.store import Store
 from fleet.store.runs import create_run, record_attempt
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_export_collector import RUN, samples, write_run
 
+from fleet import catalogue as cat
 from fleet.errors import FleetError
-from fleet.export import catalogue as cat
 from fleet.export.prometheus import Selection, exposition_text, push_attempt
 from fleet.export.series import attempt_series, sample_line
 from fleet.store import Store
@@ -73,7 +73,7 @@ def test_pushes_carry_basic_auth_and_failures_never_show_the_password(tmp_path: 
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from fleet.execute_events import AttemptFinished, RunStarted
+    from fleet.execute.events import AttemptFinished, RunStarted
     from fleet.export.live_push import LivePusher, parse_gateway
 
     seen: list[str | None] = []

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from fleet.export import catalogue as cat
+from fleet import catalogue as cat
 from fleet.export.rules import DERIVED, recording_rules, rules_yaml, worst
 
 RECORD = re.compile(r"^[a-z_]+:[a-z0-9_]+:(max|min|avg)$")

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet.config.inventory import load_inventory
 from fleet.errors import LabError
-from fleet.guests import resolve
-from fleet.inventory import load_inventory
 from fleet.lab.state import recorded_kind
-from fleet.lab.vm_files import render_vm_inventory, write_seed
-from fleet.lab.vm_process import console_tail, is_lab_qemu, start_ticks
-from fleet.lab.vm_state import GuestRecord, VmLabRecord, read_vm_record, write_vm_record
+from fleet.lab.vm import resolve
+from fleet.lab.vm.files import render_vm_inventory, write_seed
+from fleet.lab.vm.process import console_tail, is_lab_qemu, start_ticks
+from fleet.lab.vm.state import GuestRecord, VmLabRecord, read_vm_record, write_vm_record
 
 
 def record(name: str, spec: str, port: int, root: Path) -> GuestRecord:

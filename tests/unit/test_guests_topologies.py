@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.errors import LabError
-from fleet.guests.topologies import (
+from fleet.lab.vm.topologies import (
     DEFAULT_MEMORY_MIB,
     expected_topology_vars,
     known_specs,

@@ -1,4 +1,5 @@
-"""fleet.inventory on real Ansible inventories (tests/data/inventories), read by Ansible itself."""
+"""fleet.config.inventory on real Ansible inventories (tests/data/inventories),
+read by Ansible itself."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet.config.inventory import Inventory, load_inventory
 from fleet.errors import InventoryError
-from fleet.inventory import Inventory, load_inventory
 from fleet.model import Host, JumpHost, Secret
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "inventories"

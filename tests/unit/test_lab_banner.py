@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import LabError
-from fleet.lab import sshd, vm_ready
-from fleet.lab.vm_state import GuestRecord
+from fleet.lab import sshd
+from fleet.lab.vm import ready as vm_ready
+from fleet.lab.vm.state import GuestRecord
 
 
 @pytest.fixture()

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError
-from fleet.matrix import case_id, combinations, expand
 from fleet.model import Requirements
-from fleet.suite import load_suite, parse_suite
+from fleet.plan.matrix import case_id, combinations, expand
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1 << 30

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from fleet.errors import LabError
-from fleet.lab import rootfs_recipe as rr
-from fleet.lab import rootfs_sources as rs
-from fleet.lab.rootfs import default_cache_dir
-from fleet.lab.rootfs_build import mmdebstrap_argv, mounts_below
-from fleet.lab.rootfs_recipe import GuestFile, Recipe, default_recipe, recipe_hash
+from fleet.lab.image import recipe as rr
+from fleet.lab.image import sources as rs
+from fleet.lab.image.build import mmdebstrap_argv, mounts_below
+from fleet.lab.image.recipe import GuestFile, Recipe, default_recipe, recipe_hash
+from fleet.lab.image.rootfs import default_cache_dir
 
 LAB = Path(rr.__file__).parent
 GUEST = LAB / "guest"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from fleet.compare.api import GateRequest, run_gate
+from fleet.api.compare import GateRequest, run_gate
+from fleet.api.run import ResumeRequest, RunRequest, resume_run, start_run
+from fleet.config.inventory import load_inventory
 from fleet.errors import ConfigError
-from fleet.gather import gather_facts
-from fleet.inventory import load_inventory
-from fleet.run_api import ResumeRequest, RunRequest, resume_run, start_run
+from fleet.facts.gather import gather_facts
 from fleet.store import Store
 from fleet.store.runs import list_runs, run_suite_text, run_tags
 
@@ -51,7 +51,7 @@ def test_an_edit_while_facts_are_gathered_changes_neither_plan_nor_recorded_text
         suite.write_text(EDITED)  # someone saves the file while the hosts are probed
         return gather_facts(*args, **kwargs)
 
-    monkeypatch.setattr("fleet.run_api.gather_facts", gather_then_edit)
+    monkeypatch.setattr("fleet.api.run.gather_facts", gather_then_edit)
     report = start_run(RunRequest(suite, (LOCAL,), None, 7, tmp_path / "fleet.sqlite",
                                   tags={"branch": "main"}),
                        on_event=lambda e: None, on_warning=lambda w: None)
@@ -72,7 +72,7 @@ def test_the_gate_runs_the_text_it_read(tmp_path: Path, monkeypatch: pytest.Monk
         suite.write_text(EDITED)  # after the gate checked the suite, before the run
         return load_inventory(*args, **kwargs)
 
-    monkeypatch.setattr("fleet.compare.api.load_inventory", load_then_edit)
+    monkeypatch.setattr("fleet.api.compare.load_inventory", load_then_edit)
     result = run_gate(GateRequest(suite, (LOCAL,), None, tmp_path / "fleet.sqlite",
                                   baseline_axis=("seconds", "0.01"), tags={"pr": "42"}),
                       on_event=lambda e: None, on_warning=lambda w: None)

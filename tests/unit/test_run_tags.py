@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from fleet.api.tags import default_tags, git_sha
 from fleet.compare.tags import parse_tag, parse_tags
 from fleet.errors import ConfigError, StoreError
 from fleet.runs import RunInfo, RunStatus
 from fleet.store import Store
 from fleet.store.runs import create_run, resolve_ref, run_tags, runs_tagged, set_run_tags
-from fleet.tags_api import default_tags, git_sha
 
 
 def add_run(store: Store, run_id: str, created: float, status: RunStatus = "completed",

@@ -15,9 +15,9 @@ import pytest
 
 from fleet.agent.protocol import ProtocolError
 from fleet.model import Measurement
-from fleet.sampling import Collected, SampleCollector, series_points, thin
-from fleet.sampling_decode import SampleDecoder
-from fleet.sampling_derive import derive_metrics, intended_nodes
+from fleet.sampling.collect import Collected, SampleCollector, series_points, thin
+from fleet.sampling.decode import SampleDecoder
+from fleet.sampling.derive import derive_metrics, intended_nodes
 
 NODE = "sys/devices/system/node"
 # two real numa_maps lines (numa_outputs/numa_maps_real_lines.txt [A]: a VM bound to node 0)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from fleet.config.sampling import SamplingConfig, sample_spec
+from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Measurement
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
-from fleet.sampling_config import SamplingConfig, sample_spec
 from fleet.store import MIGRATIONS, SCHEMA_VERSION, Store
 from fleet.store.runs import create_run, load_run, load_samples, record_attempt, sample_counts
-from fleet.suite import parse_suite
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = "schema_version: 1\nname: t\n"

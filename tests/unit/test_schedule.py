@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet.api.plan import plan_suite, plan_summary
+from fleet.config.suite import load_suite
 from fleet.errors import ConfigError
 from fleet.facts.build import build_facts
 from fleet.facts.numactl import parse_numactl_hardware
 from fleet.facts.tree import tree_from_root
-from fleet.matrix import expand
 from fleet.model import (
     Case,
     Facts,
@@ -31,9 +32,8 @@ from fleet.model import (
     Requirements,
     Topology,
 )
-from fleet.plan_api import plan_suite, plan_summary
-from fleet.schedule import Candidate, eligibility, plan
-from fleet.suite import load_suite
+from fleet.plan.matrix import expand
+from fleet.plan.schedule import Candidate, eligibility, plan
 
 REPO = Path(__file__).resolve().parents[2]
 KVM_EXAMPLE = REPO / "benchmarks" / "examples" / "kvm_dirty_log_perf.yml"

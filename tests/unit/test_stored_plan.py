@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from fleet.api.plan import plan_suite, plan_summary
 from fleet.codec import case_settings, plan_from_data, plan_from_json, plan_to_json
+from fleet.config.suite import load_suite
 from fleet.errors import StoreError
-from fleet.execute_plan import plan_jobs
+from fleet.execute.plan import plan_jobs
 from fleet.facts.build import build_facts
 from fleet.facts.tree import tree_from_root
-from fleet.matrix import expand
 from fleet.model import Case, Host
-from fleet.plan_api import plan_suite, plan_summary
+from fleet.plan.matrix import expand
 from fleet.report.load import load_records
 from fleet.runs import (
     PLAN_FORMAT_VERSION,
@@ -32,7 +33,6 @@ from fleet.runs import (
 )
 from fleet.store import Store
 from fleet.store.runs import list_runs, load_run, run_plan, run_suite_text
-from fleet.suite import load_suite
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stores"
 REPO = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Requirements
-from fleet.suite import load_suite, parse_suite
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1 << 30

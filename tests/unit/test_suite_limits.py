@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError
-from fleet.matrix import DEFAULT_MAX_JOBS, expand
-from fleet.suite import load_suite, parse_suite
+from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.workloads import FAMILIES
-from fleet.workloads.located import MAX_MERGE_DEPTH, MAX_NESTING_DEPTH, Node, compose
+from fleet.yamlnode import MAX_MERGE_DEPTH, MAX_NESTING_DEPTH, Node, compose
 
 HEAD = "schema_version: 1\nname: t\n"
 SLEEP = HEAD + "workloads:\n  - name: s\n    type: sleep\n"
@@ -138,7 +138,7 @@ def scalar_sequence(values: list[int]) -> Node:
 
 
 def test_the_axis_duplicate_check_is_linear() -> None:
-    from fleet.suite import _axis
+    from fleet.config.suite import _axis
 
     workload = FAMILIES["sleep"].configure({}, "t.yml:4")
     values = list(range(60_000))
@@ -245,7 +245,7 @@ def test_many_exclude_rules_cost_one_lookup_per_combination() -> None:
 
 
 def test_cli_and_core_agree_on_the_limits() -> None:
-    from fleet import plan_api
+    from fleet.api import plan as plan_api
     from fleet.cli import args as cli_args
 
     assert cli_args.DEFAULT_MAX_JOBS == DEFAULT_MAX_JOBS

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError, ParseError
 from fleet.model import Host, Measurement
-from fleet.suite import load_suite, parse_suite
 from fleet.transport.local import LocalTransport
 from fleet.workloads.base import ParamSpec, format_value
 from fleet.workloads.command import CommandWorkload, parse_template

@@ -1,0 +1,1 @@
+"""The agent's host side: shipped to hosts as source, stdlib only."""

@@ -1,0 +1,108 @@
+"""What ``fleet plan`` calls: suite file + hosts' facts -> Plan, and a JSON-able summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from fleet.config.suite import Suite
+from fleet.errors import ConfigError
+from fleet.model import Case, Facts, Host, Plan
+from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
+from fleet.plan.schedule import Candidate, plan
+
+_REASONS_SHOWN = 3
+MAX_SEED = 2**63 - 1
+
+
+def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
+               seed: int, where: str, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+    """Expand the (already read and parsed) suite, plan it on the hosts that have facts;
+    ``where`` (the suite's path) is named in errors. The file is not read again: what is
+    planned is what was read.
+
+    Hosts without facts are listed in ``Plan.hosts_without_facts``. ConfigError if the
+    suite is invalid, a fact names no inventory host, no case can run on any host, or the
+    plan has more than ``max_jobs`` jobs (cases x repetitions x hosts).
+    """
+    check_seed(seed)
+    cases = expand(suite, max_jobs=max_jobs)
+    by_name = {f.host: f for f in hosts_facts}
+    unknown = sorted(set(by_name) - {h.name for h in hosts})
+    if unknown:
+        raise ConfigError(f"facts for hosts not in the inventory: {', '.join(unknown)}",
+                          where=where, hint="pass the inventory the facts came from")
+    candidates = [Candidate(h, by_name[h.name]) for h in hosts if h.name in by_name]
+    result = plan(suite.name, cases, candidates, seed=seed,
+                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name])
+    if len(result.skipped) == len(cases):
+        raise ConfigError(
+            f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
+            f"given: {_reasons(result)}", where=where,
+            hint="relax the suite's requires, or plan on hosts that meet them")
+    if result.entry_count > max_jobs:
+        raise ConfigError(
+            f"the plan has {result.entry_count} jobs (cases x repetitions x hosts), more than "
+            f"{max_jobs}", where=where,
+            hint="narrow the suite, plan on fewer hosts (--limit), or allow more with "
+                 "--max-jobs N")
+    return result
+
+
+def check_suite_size(suite: Suite, max_jobs: int) -> None:
+    """ConfigError (file:line) when the suite alone has more than ``max_jobs`` cases x
+    repetitions: checked before any host is touched."""
+    expand(suite, max_jobs=max_jobs)
+
+
+def check_seed(seed: int) -> None:
+    """The seed is stored in SQLite (a signed 64-bit integer): 0 <= seed < 2**63."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {seed} is out of range", where="--seed",
+                          hint=f"give an integer from 0 to {MAX_SEED} (2**63 - 1)")
+
+
+def _reasons(result: Plan) -> str:
+    counts = Counter(skip.reason for skip in result.skipped)
+    shown = [f"{reason} [{n} case{'s' if n != 1 else ''}]"
+             for reason, n in counts.most_common(_REASONS_SHOWN)]
+    more = len(counts) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more reason(s)" if more > 0 else "")
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    return {
+        "workload": case.workload, "kind": case.kind, "params": dict(case.params),
+        "knobs": dict(case.knobs), "variant": dict(case.variant),
+        "repetitions": case.repetitions, "timeout_seconds": case.timeout_seconds,
+        "estimate_seconds": case.estimate_seconds, "spread": case.spread,
+    }
+
+
+def plan_summary(result: Plan) -> dict[str, Any]:
+    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons."""
+    return {
+        "suite": result.suite,
+        "seed": result.seed,
+        "totals": {
+            "cases": len(result.cases),
+            "planned_cases": len(result.cases) - len(result.skipped),
+            "skipped_cases": len(result.skipped),
+            "runs": result.entry_count,
+            "hosts": len(result.queues),
+            "hosts_without_facts": len(result.hosts_without_facts),
+            "estimate_seconds": result.estimate_seconds,
+            "work_seconds": result.work_seconds,
+        },
+        "cases": {case.case_id: _case_json(case) for case in result.cases},
+        "hosts": [
+            {"host": q.host, "runs": sum(len(g.entries) for g in q.groups),
+             "estimate_seconds": q.estimate_seconds,
+             "groups": [{"variant": dict(g.variant),
+                         "queue": [[e.case_id, e.repetition] for e in g.entries]}
+                        for g in q.groups]}
+            for q in result.queues],
+        "skipped": [{"case_id": s.case_id, "reason": s.reason} for s in result.skipped],
+        "hosts_without_facts": list(result.hosts_without_facts),
+    }

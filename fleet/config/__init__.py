@@ -1,0 +1,1 @@
+"""What the user writes: the suite, the inventory, the sampling option."""

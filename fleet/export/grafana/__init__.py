@@ -1,0 +1,1 @@
+"""The Grafana dashboards: specs, panels, build, push."""

@@ -1,0 +1,1 @@
+"""The lab guests' cached root filesystem: recipe, sources, build."""

@@ -1,0 +1,1 @@
+"""Pure planning: suite -> cases (matrix) -> Plan (schedule)."""

@@ -1,0 +1,1 @@
+"""Samples taken while a case runs -> series and derived metrics. Pure."""
