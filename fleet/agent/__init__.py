@@ -1,9 +1,9 @@
 """The fleet agent: one long-lived process per host, spoken to over one channel.
 
-``runner.py`` is the HOST side (stdlib only, python3 >= 3.8, shipped as source text with
-``host_files.py`` and ``sampler.py``);
-``session.py`` is the controller side (AgentSession); ``protocol.py`` and
-``protocol_decode.py`` are the pure message layer.
+``remote/`` is the HOST side (stdlib only, python3 >= 3.8): every file in it is shipped as
+source text (``shipping.py``), ``remote/runner.py`` first, and ``remote/version.py`` holds the
+protocol version both sides speak. The rest is the controller side: ``session.py``
+(AgentSession), and the pure message layer ``protocol.py`` and ``protocol_decode.py``.
 """
 
 from fleet.agent.protocol import (

@@ -6,7 +6,8 @@ object per line, each with a "type". Both sides emit ASCII JSON (``ensure_ascii`
 line is valid UTF-8 whatever a child printed: the agent decodes child output as UTF-8 with
 errors="replace" (invalid bytes become U+FFFD; no base64). Every request carries an integer
 "id" chosen by the controller; its reply carries the same id. fleet/agent/remote/runner.py is the
-host side; PROTOCOL_VERSION must be equal in both (the controller refuses any other).
+host side; PROTOCOL_VERSION, defined once in fleet/agent/remote/version.py, is what both speak
+(the controller refuses any other).
 
     agent -> hello      {protocol_version, agent, python_version, pid, hostname,
                          monotonic_seconds, wall_seconds}          first line, unasked
@@ -92,8 +93,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PROTOCOL_VERSION = 4
-AGENT_NAME = "fleet-agent"
+from fleet.agent.remote import version
+
+PROTOCOL_VERSION = version.PROTOCOL_VERSION  # defined once, in the shipped version.py
+AGENT_NAME = version.AGENT_NAME
+
 
 class ProtocolError(ValueError):
     """A line from the agent is not a valid message of this protocol version."""

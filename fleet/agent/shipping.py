@@ -1,6 +1,5 @@
 """What the controller ships to a host to start its agent: a constant bootstrap and the
-agent's source text (fleet/agent/remote/runner.py,
-then each of SHIPPED_MODULES). Pure: reads only the
+agent's source text: every file of fleet/agent/remote/, runner.py first. Pure: reads only the
 package's own files.
 """
 
@@ -33,20 +32,27 @@ exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
 scope["main"]()
 """
 AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
-RUNNER_PATH = Path(__file__).with_name("remote") / "runner.py"
-SHIPPED_MODULES = ("host_files.py", "sampler.py", "child.py", "host_state.py")  # after runner.py,
-# in this order; one scope: top-level names must be unique across them
+REMOTE_DIR = Path(__file__).with_name("remote")
+RUNNER = "runner.py"  # first: its __future__ line covers the whole text
 _FUTURE_LINE = "from __future__ import annotations\n"
+
+
+def shipped_files() -> list[Path]:
+    """runner.py, then every other module of fleet/agent/remote/ by name (not __init__.py)."""
+    others = sorted(p for p in REMOTE_DIR.glob("*.py") if p.name not in {RUNNER, "__init__.py"})
+    return [REMOTE_DIR / RUNNER, *others]
 
 
 @functools.cache
 def agent_source() -> bytes:
-    """runner.py, then each of SHIPPED_MODULES without its ``__future__`` line (runner.py's
-    covers the whole text; a second one mid-text would be a SyntaxError)."""
-    parts = [RUNNER_PATH.read_text(encoding="utf-8")]
-    for name in SHIPPED_MODULES:
-        text = RUNNER_PATH.with_name(name).read_text(encoding="utf-8")
+    """The shipped files as one text, each after the first without its ``__future__`` line
+    (runner.py's covers the whole text; a second one mid-text would be a SyntaxError). One
+    scope: top-level names must be unique across the files."""
+    first, *rest = shipped_files()
+    parts = [first.read_text(encoding="utf-8")]
+    for path in rest:
+        text = path.read_text(encoding="utf-8")
         if _FUTURE_LINE not in text:
-            raise ValueError(f"{name} lacks {_FUTURE_LINE.strip()!r}")
+            raise ValueError(f"{path.name} lacks {_FUTURE_LINE.strip()!r}")
         parts.append(text.replace(_FUTURE_LINE, "", 1))
     return "\n\n".join(parts).encode("utf-8")

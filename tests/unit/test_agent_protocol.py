@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -28,7 +29,7 @@ from fleet.agent.protocol import (
     encode_request,
 )
 from fleet.agent.protocol_decode import decode_hello, decode_reply
-from fleet.agent.remote import child, host_files, runner
+from fleet.agent.remote import child, host_files, runner, version
 
 RUN_RESULT = {
     "type": "run_result", "id": 7, "exit_code": None, "signal": 9, "timed_out": True,
@@ -42,8 +43,30 @@ RUN_RESULT = {
 
 
 def test_versions_and_names_agree_on_both_sides() -> None:
-    assert runner.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION == 4
-    assert runner.AGENT_NAME == protocol.AGENT_NAME
+    assert vars(runner)["PROTOCOL_VERSION"] == protocol.PROTOCOL_VERSION == 4
+    assert vars(runner)["AGENT_NAME"] == protocol.AGENT_NAME == version.AGENT_NAME
+
+
+def top_level_names(path: Path) -> list[str]:
+    """What a shipped file defines in the one shared scope (its package-only imports aside)."""
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return names
+
+
+def test_the_shipped_files_are_the_remote_folder_with_unique_names() -> None:
+    remote = Path(runner.__file__).parent
+    shipped = shipping.shipped_files()
+    assert shipped[0].name == "runner.py"
+    assert sorted(shipped) == sorted(p for p in remote.glob("*.py") if p.name != "__init__.py")
+    names = [n for path in shipped for n in top_level_names(path) if n != "__all__"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
 
 
 def test_host_side_source_parses_as_python_3_8() -> None:

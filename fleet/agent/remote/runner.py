@@ -1,10 +1,10 @@
 """fleet-agent: the long-lived program that runs ON a host, one per host, over one SSH channel.
 
 Stdlib only, python3 >= 3.8: fleet/agent/session.py ships this text, followed by the texts of
-its SHIPPED_MODULES (host_files.py, sampler.py, child.py, host_state.py), to a constant bootstrap
+every other file of fleet/agent/remote/ (fleet/agent/shipping.py), to a constant bootstrap
 that exec()s them and calls ``main()``. fleet/agent/protocol.py documents the messages and what
 the agent guarantees (process groups, timeouts, stdin EOF, the host lock, the knob journal,
-heartbeats); PROTOCOL_VERSION is equal in both.
+heartbeats); PROTOCOL_VERSION (version.py) is the same for both.
 One thread: a selector over stdin, the child's pipes and a SIGCHLD wakeup pipe; a run with a
 ``sample`` spec is sampled from the same loop, at the sampler's deadlines; a lock request that
 has to wait is polled from it too. Whatever way the agent goes (shutdown, stdin EOF, a broken
@@ -30,9 +30,8 @@ if __name__ != "fleet_agent":  # imported as a package module; shipped, their te
     from fleet.agent.remote.host_files import Capture, read_files, write_file
     from fleet.agent.remote.host_state import HostGuard, StateError
     from fleet.agent.remote.sampler import Sampler, SampleSpecError, check_spec
+    from fleet.agent.remote.version import AGENT_NAME, PROTOCOL_VERSION
 
-PROTOCOL_VERSION = 4
-AGENT_NAME = "fleet-agent"
 CHUNK_BYTES = 65536
 HEARTBEAT_SECONDS = 5.0  # until the controller's first heartbeat says otherwise
 SILENCE_SECONDS = 30.0  # no input for this long: the controller is gone
