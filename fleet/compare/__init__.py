@@ -1,2 +1,3 @@
 """Compare results: statistics (stats), like-for-like checks (fingerprint), selection of data
-from the store (select, load), verdicts (engine), outputs (output) and the CI gate (gate)."""
+from the store (select, load), verdicts (engine, decide), outputs (output). What `fleet
+compare` and `fleet gate` call is fleet.api.compare."""

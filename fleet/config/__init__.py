@@ -1,1 +1,5 @@
-"""What the user writes: the suite, the inventory, the sampling option."""
+"""What the user writes, read and checked with file:line in every error.
+
+``suite`` (suite files), ``sampling`` (the suite's ``sampling`` option and the agent's spec) and
+``inventory/`` (Ansible inventories -> Hosts; the only ansible import).
+"""

@@ -5,6 +5,8 @@ guests with real NUMA topologies (``vm_lab_up``).
 ``lab`` fixture in tests/integration/conftest.py; ``lab_down`` and ``lab_status`` handle
 whichever kind of lab the state directory holds. ``vm_lab_up`` backs `fleet lab up --numa`.
 
+The netns lab is ``lab``, ``netns``, ``sshd``, ``state``, ``teardown``; the QEMU lab is ``vm/``
+and its guest image ``image/``; ``command`` runs a local command with a one-line error.
 The names are loaded on first use (PEP 562), so the pure modules of the package (lab/vm/qemu.py,
 lab/vm/topologies.py) load no I/O module through this front door.
 """

@@ -1,6 +1,9 @@
-"""Lab guests: named NUMA topologies and the QEMU command line for them (both pure).
+"""The QEMU lab: guests with real NUMA topologies (`fleet lab up --numa`).
 
-The lifecycle (boot, readiness, teardown) lives in fleet/lab/vm/lab.py.
+Pure: ``topologies`` (named NUMA topologies) and ``qemu`` (a guest as data and its exact argv),
+exported here. The lifecycle: ``lab`` (vm_lab_up / vm_lab_down / vm_lab_status), ``process``
+(QEMU processes), ``ready`` (SSH readiness), ``files`` (seed and inventory), ``state`` (the
+teardown record), ``teardown`` and ``lock``. The guest image is fleet.lab.image.
 """
 
 from fleet.lab.vm.qemu import BootFiles, GuestDefinition, Iommu, PciDevice, build_argv
