@@ -24,6 +24,9 @@ Pure. Names follow Prometheus conventions: base units in the name (``_seconds``,
   not served by the exporter but imported with their sample times by ``fleet export import``
   (remote write or OpenMetrics); :data:`EVERY` is every family of all four sources.
 
+The vocabulary of metrics lives here for every layer: :data:`Direction` (whether lower or
+higher is better, or neither), the one type fleet.compare judges changes by.
+
 Only completed attempts export results; a missing value (None) is never exported as 0: the
 series is absent and ``fleet_results_missing`` counts it.
 
@@ -45,6 +48,7 @@ from typing import Literal
 
 MetricType = Literal["gauge", "counter"]
 Direction = Literal["lower_is_better", "higher_is_better", "neutral"]
+DIRECTIONS: tuple[Direction, ...] = ("lower_is_better", "higher_is_better", "neutral")
 Source = Literal["sampler", "workload", "fleet", "host"]
 
 RESULT_LABELS = ("run_id", "suite", "case_id", "host", "repetition")

@@ -21,14 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from fleet.catalogue import lookup
-from fleet.compare.stats import (
-    DEFAULT_ALPHA,
-    DEFAULT_MIN_REPETITIONS,
-    DIRECTIONS,
-    Direction,
-    Policy,
-)
+from fleet.catalogue import DIRECTIONS, Direction, lookup
+from fleet.compare.stats import DEFAULT_ALPHA, DEFAULT_MIN_REPETITIONS, Policy
 from fleet.yamlnode import Node
 
 DEFAULT_HISTORY_RUNS = 20

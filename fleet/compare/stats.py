@@ -30,11 +30,11 @@ from typing import Literal, cast
 import numpy as np
 from scipy import stats as sps
 
-Direction = Literal["lower_is_better", "higher_is_better", "neutral"]
+from fleet.catalogue import Direction
+
 Verdict = Literal["better", "worse", "changed", "no significant change", "insufficient data"]
 VERDICTS: tuple[Verdict, ...] = ("better", "worse", "changed", "no significant change",
                                  "insufficient data")
-DIRECTIONS: tuple[Direction, ...] = ("lower_is_better", "higher_is_better", "neutral")
 DEFAULT_MIN_REPETITIONS = 3
 DEFAULT_ALPHA = 0.05
 _FloatArray = np.ndarray[tuple[int, ...], np.dtype[np.float64]]

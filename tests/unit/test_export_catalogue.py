@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import sys
@@ -113,3 +114,14 @@ def test_a_1000_case_run_on_3_hosts_and_2_nodes_stays_within_the_budget(tmp_path
     # every result, case and count is there: only the 4 statuses no attempt had are absent
     assert len(series) == budget - 3 * 4
     assert len(set(series)) == len(series)
+
+
+def test_direction_is_defined_once_in_the_catalogue() -> None:
+    package = Path(cat.__file__).parent
+    owners = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                    for node in ast.parse(path.read_text()).body
+                    if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and any(isinstance(t, ast.Name) and t.id in {"Direction", "DIRECTIONS"}
+                            for t in (node.targets if isinstance(node, ast.Assign)
+                                      else [node.target])))
+    assert owners == ["catalogue.py", "catalogue.py"]
