@@ -25,7 +25,7 @@ from fleet.execute.events import HostQuarantined, RunEvent
 from fleet.execute.executor import ExecuteOptions
 from fleet.model import Case
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
-from fleet.workloads.base import format_value
+from fleet.workloads.base import format_param_value
 from fleet.yamlnode import read_suite_text
 
 AxisSpec = tuple[str, str, tuple[str, ...]]  # name, baseline value, candidate values
@@ -151,7 +151,7 @@ def check_baseline_axis(cases: Sequence[Case], name: str, value: str, *, where: 
     values: dict[str, set[str]] = {}
     for case in cases:
         for key, v in (*case.params, *case.knobs, *case.variant):
-            values.setdefault(key, set()).add(format_value(v))
+            values.setdefault(key, set()).add(format_param_value(v))
     axes = sorted(k for k, vs in values.items() if len(vs) > 1)
     option = f"--baseline-axis {name}={value}"
     if name not in axes:

@@ -21,7 +21,7 @@ from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError, FleetError
 from fleet.model import Facts
 from fleet.runs import CompletedAttempt, PlannedCase, RunInfo
-from fleet.workloads.base import format_value
+from fleet.workloads.base import format_param_value
 
 CaseKey = tuple[tuple[str, str], ...]  # sorted (name, value as text)
 Labels = tuple[tuple[str, str], ...]
@@ -101,7 +101,7 @@ def case_coords(case: PlannedCase) -> CaseKey:
 
 
 def _coords(case: PlannedCase) -> CaseKey:
-    return tuple(sorted((k, format_value(v)) for k, v in case.settings().items()))
+    return tuple(sorted((k, format_param_value(v)) for k, v in case.settings().items()))
 
 
 def entry_configs(run: LoadedRun) -> tuple[CompareConfig, dict[str, CompareConfig]]:

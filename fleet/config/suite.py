@@ -19,7 +19,7 @@ from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
 from fleet.model import Assignment, ParamValue, Requirements, Spread
 from fleet.workloads import FAMILIES, Family
-from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_param_value
 from fleet.yamlnode import Node, compose, read_suite_text
 
 SCHEMA_VERSION = 1
@@ -297,7 +297,7 @@ def _axis(workload: Workload, name: str, node: Node) -> Axis:
     values: dict[str, ParamValue] = {}  # by its text: what argv, knob files and compare see
     for item in _nonempty(node, f"axis {name}"):
         value = _value(item, spec)
-        text = format_value(value)
+        text = format_param_value(value)
         first = values.get(text)
         if first is None:
             values[text] = value

@@ -14,7 +14,7 @@ from fleet.agent.protocol import RunOutcome
 from fleet.errors import ParseError
 from fleet.model import Assignment, Case, Facts, Measurement, ParamValue
 from fleet.runs import AttemptStatus, JobKey
-from fleet.workloads.base import Workload, format_value
+from fleet.workloads.base import Workload, format_param_value
 
 _STDERR_REASON_CHARS = 200
 
@@ -77,7 +77,7 @@ def hand_over(jobs: Sequence[JobKey], *, eligible: Mapping[str, frozenset[str]],
 
 def knob_text(value: ParamValue) -> str:
     """How a knob value is written to its file."""
-    return format_value(value)
+    return format_param_value(value)
 
 
 def current_value(text: str) -> str:
@@ -95,8 +95,8 @@ def variant_mismatch(variant: Assignment, facts: Facts | None) -> str | None:
     """None when the host already is this variant, else the reason it cannot run it here."""
     if not variant:
         return None
-    differs = [f"{name}={format_value(value)}" for name, value in variant
-               if _fact_value(name, facts) != format_value(value)]
+    differs = [f"{name}={format_param_value(value)}" for name, value in variant
+               if _fact_value(name, facts) != format_param_value(value)]
     if not differs:
         return None
     return f"variant {', '.join(differs)} needs provisioning (not implemented yet)"

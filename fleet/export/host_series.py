@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fleet import catalogue as cat
-from fleet.export.series import escape_value, format_value
+from fleet.export.series import escape_value, format_metric_value
 from fleet.runs import StoredSeries
 
 Labels = tuple[tuple[str, str], ...]
@@ -95,7 +95,7 @@ def openmetrics_family(entry: cat.CatalogueEntry,
             header = ""
         labels = ",".join(f'{k}="{escape_value(v)}"' for k, v in item.labels)
         head = f"{entry.name}{{{labels}}} " if labels else f"{entry.name} "
-        yield "".join(f"{head}{format_value(v)} {_seconds(ms)}\n" for ms, v in item.points)
+        yield "".join(f"{head}{format_metric_value(v)} {_seconds(ms)}\n" for ms, v in item.points)
 
 
 def openmetrics(series: Sequence[TimeSeries]) -> Iterator[str]:

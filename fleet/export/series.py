@@ -126,7 +126,7 @@ class LiveExport:
             text = self._label_texts.get(series.labels)
             if text is None:
                 text = self._label_texts[series.labels] = _label_text(series.labels)
-            line = f"{series.entry.name}{{{text}}} {format_value(series.value)}\n"
+            line = f"{series.entry.name}{{{text}}} {format_metric_value(series.value)}\n"
         self._pending.setdefault(series.entry.name, []).append(line)
 
     def _flush(self) -> None:
@@ -257,15 +257,15 @@ def _run_counts(run: _Run) -> list[Series]:
 def sample_line(series: Series) -> str:
     """``name{label="value",...} value`` (labels sorted, values escaped) and a newline."""
     labels = _label_text(series.labels)
-    return (f"{series.entry.name}{{{labels}}} {format_value(series.value)}\n" if labels
-            else f"{series.entry.name} {format_value(series.value)}\n")
+    return (f"{series.entry.name}{{{labels}}} {format_metric_value(series.value)}\n" if labels
+            else f"{series.entry.name} {format_metric_value(series.value)}\n")
 
 
 def _label_text(labels: Labels) -> str:
     return ",".join([f'{k}="{escape_value(v)}"' for k, v in sorted(labels)])
 
 
-def format_value(value: float) -> str:
+def format_metric_value(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

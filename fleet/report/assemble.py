@@ -29,7 +29,7 @@ from fleet.report.model import (
     RunSummary,
 )
 from fleet.runs import RunDetail, StoredAttempt
-from fleet.workloads.base import format_value
+from fleet.workloads.base import format_param_value
 
 SERIES_SHOWN = ("tlb_shootdowns", "sec_page_tables_bytes")
 
@@ -61,7 +61,7 @@ def check_selection(runs: Sequence[RunRecords], selection: Selection) -> None:
     if selection.mode != "axis" or selection.axis is None:
         return
     run = runs[0]
-    present = {format_value(s[selection.axis]) for s in run.settings.values()
+    present = {format_param_value(s[selection.axis]) for s in run.settings.values()
                if selection.axis in s}
     if not present:
         names = sorted({k for s in run.settings.values() for k in s})
@@ -96,12 +96,12 @@ def case_rows(runs: Sequence[RunRecords], axis: str | None) -> Rows:
     cases = [(i, cid, s) for i, run in enumerate(runs) for cid, s in run.settings.items()]
     names = sorted({k for _, _, s in cases for k in s} - {axis})
     varying = [n for n in names
-               if len({format_value(s[n]) if n in s else None for _, _, s in cases}) > 1]
+               if len({format_param_value(s[n]) if n in s else None for _, _, s in cases}) > 1]
     workloads = {w for run in runs for w in run.workloads.values()}
     labels: dict[tuple[int, str], str] = {}
     keys: dict[str, tuple[object, ...]] = {}
     for i, cid, s in cases:
-        values = [format_value(s[n]) if n in s else "-" for n in varying]
+        values = [format_param_value(s[n]) if n in s else "-" for n in varying]
         parts = (values if len(varying) == 1
                  else [f"{n}={v}" for n, v in zip(varying, values, strict=True)])
         workload = runs[i].workloads.get(cid, "")
@@ -129,7 +129,7 @@ def column_of(runs: Sequence[RunRecords], selection: Selection
         settings = runs[index].settings.get(stored.attempt.job.case_id, {})
         if selection.axis is None or selection.axis not in settings:
             return None
-        text = format_value(settings[selection.axis])
+        text = format_param_value(settings[selection.axis])
         return text if text in selection.values else None
 
     if selection.mode == "runs":

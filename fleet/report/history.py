@@ -22,7 +22,7 @@ from fleet.runs import JobKey
 from fleet.store import Store
 from fleet.store.history_reads import MetricRow, metric_rows, runs_case_settings
 from fleet.store.runs import run_tags, runs_tagged
-from fleet.workloads.base import format_value
+from fleet.workloads.base import format_param_value
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _rows(store: Store, query: HistoryQuery) -> list[MetricRow]:
 
 def _settings(store: Store, run_ids: set[str]) -> dict[tuple[str, str], dict[str, str]]:
     """(run id, case id) -> every setting (params, knobs, variant) as text."""
-    return {key: {k: format_value(v) for k, v in merged.items()}
+    return {key: {k: format_param_value(v) for k, v in merged.items()}
             for key, merged in runs_case_settings(store, run_ids).items()}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from fleet.compare.fingerprint import FieldDiff, Fields, check_allowed, differences, host_fields
 from fleet.model import Facts
 from fleet.report.assemble import RunRecords
-from fleet.workloads.base import format_value
+from fleet.workloads.base import format_param_value
 
 _Key = tuple[str, str, tuple[tuple[str, str], ...]]  # host, workload, settings
 
@@ -49,7 +49,7 @@ def _fields(run: RunRecords, facts: Mapping[tuple[str, str], Facts]
         a = stored.attempt
         if a.status != "completed":
             continue
-        settings = tuple(sorted((k, format_value(v))
+        settings = tuple(sorted((k, format_param_value(v))
                                 for k, v in run.settings.get(a.job.case_id, {}).items()))
         key = (a.host, run.workloads.get(a.job.case_id, ""), settings)
         known = None if a.fingerprint is None else facts.get((a.host, a.fingerprint))

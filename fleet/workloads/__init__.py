@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fleet.workloads import command, sleep
-from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_param_value
 from fleet.yamlnode import Node
 
 
@@ -25,4 +25,4 @@ FAMILIES: Mapping[str, Family] = {
     "sleep": Family("sleep", sleep.CONFIG_KEYS, sleep.configure),
 }
 
-__all__ = ["FAMILIES", "Family", "Node", "ParamSpec", "Workload", "format_value"]
+__all__ = ["FAMILIES", "Family", "Node", "ParamSpec", "Workload", "format_param_value"]

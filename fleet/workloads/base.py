@@ -72,7 +72,7 @@ class ParamSpec:
         raise ValueError(f"{self.name} must be {self.type}, not {kind} {value!r}{advice}")
 
 
-def format_value(value: ParamValue) -> str:
+def format_param_value(value: ParamValue) -> str:
     """How a parameter value appears inside an argv element."""
     if isinstance(value, bool):
         return "true" if value else "false"

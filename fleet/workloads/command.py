@@ -16,7 +16,7 @@ from typing import Literal
 
 from fleet.errors import ConfigError, ParseError
 from fleet.model import Facts, Measurement, ParamValue
-from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_param_value
 from fleet.yamlnode import Node
 
 CONFIG_KEYS = ("argv", "parse")
@@ -145,7 +145,7 @@ class CommandWorkload(Workload):
         missing = [p.name for p in self._params if p.name not in params]
         if missing:
             raise KeyError(f"argv placeholders without a value: {', '.join(missing)}")
-        return tuple("".join(format_value(params[text]) if is_param else text
+        return tuple("".join(format_param_value(params[text]) if is_param else text
                              for is_param, text in parts) for parts in self.template)
 
     def parse(self, stdout: str, stderr: str, exit_code: int) -> tuple[Measurement, ...]:

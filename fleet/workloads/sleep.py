@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from fleet.errors import ConfigError
 from fleet.model import Facts, Measurement, ParamValue
-from fleet.workloads.base import ParamSpec, Workload, format_value
+from fleet.workloads.base import ParamSpec, Workload, format_param_value
 from fleet.yamlnode import Node
 
 CONFIG_KEYS: tuple[str, ...] = ()
@@ -24,7 +24,7 @@ class SleepWorkload(Workload):
 
     def build(self, params: Mapping[str, ParamValue], facts: Facts | None) -> tuple[str, ...]:
         del facts
-        return ("sleep", format_value(SECONDS.coerce(params["seconds"])))
+        return ("sleep", format_param_value(SECONDS.coerce(params["seconds"])))
 
     def parse(self, stdout: str, stderr: str, exit_code: int) -> tuple[Measurement, ...]:
         del stdout, stderr, exit_code

@@ -12,7 +12,7 @@ from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError, ParseError
 from fleet.model import Host, Measurement
 from fleet.transport.local import LocalTransport
-from fleet.workloads.base import ParamSpec, format_value
+from fleet.workloads.base import ParamSpec, format_param_value
 from fleet.workloads.command import CommandWorkload, parse_template
 from fleet.workloads.sleep import SleepWorkload
 
@@ -61,7 +61,7 @@ def test_shell_metacharacters_reach_the_program_as_data() -> None:
 
 
 def test_numbers_and_booleans_format_plainly() -> None:
-    assert [format_value(v) for v in (3, 2.0, 0.5, 1e-7, True, False, "x")] == \
+    assert [format_param_value(v) for v in (3, 2.0, 0.5, 1e-7, True, False, "x")] == \
         ["3", "2", "0.5", "1e-07", "true", "false", "x"]
 
 
