@@ -252,8 +252,8 @@ def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedA
             (run_id,)):
         if r[4] not in knobs:
             knobs[r[4]] = tuple(KnobState(**k) for k in json.loads(r[4]))
-        case_id, repetition, _ = str(r[1]).split("/", 2)
-        attempts.append(CompletedAttempt(r[0], case_id, int(repetition), r[2], r[3],
+        key = JobKey.parse(str(r[1]))
+        attempts.append(CompletedAttempt(r[0], key.case_id, key.repetition, r[2], r[3],
                                          knobs[r[4]], tuple(results.get(r[0], ()))))
     return _run_info(row), tuple(attempts)
 
