@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleet.codec import to_jsonable
+from fleet.facts.parsers import format_cpulist
 from fleet.lab.state import LabStatus
 from fleet.model import Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
 
@@ -16,19 +17,8 @@ MISSING = "?"
 
 
 def format_cpus(cpus: Sequence[int]) -> str:
-    """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8'; () -> '-'."""
-    if not cpus:
-        return "-"
-    ranges: list[str] = []
-    start = prev = cpus[0]
-    for cpu in [*cpus[1:], None]:
-        if cpu is not None and cpu == prev + 1:
-            prev = cpu
-            continue
-        ranges.append(str(start) if start == prev else f"{start}-{prev}")
-        if cpu is not None:
-            start = prev = cpu
-    return ",".join(ranges)
+    """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8' (the kernel's cpulist form); () -> '-'."""
+    return format_cpulist(cpus) if cpus else "-"
 
 
 def format_bytes(value: int | None) -> str:

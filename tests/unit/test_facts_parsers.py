@@ -177,3 +177,11 @@ def test_cpulist_format_parse_round_trip(cpus: set[int]) -> None:
     text = format_cpulist(cpus)
     assert parse_cpulist(text) == tuple(sorted(cpus))
     assert format_cpulist(parse_cpulist(text + "\n")) == text
+
+
+def test_the_cli_shows_cpus_in_the_one_cpulist_form() -> None:
+    from fleet.cli.render import format_cpus
+
+    assert format_cpus((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8" == format_cpulist((0, 1, 2, 5, 7, 8))
+    assert format_cpus((3,)) == "3"
+    assert format_cpus(()) == "-"
