@@ -10,7 +10,6 @@ import itertools
 import json
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -29,7 +28,6 @@ POLL_INTERVAL_SECONDS = 0.05
 MAX_PORT_TRIES = 50
 CONSOLE_TAIL_LINES = 3
 MAX_CONSOLE_LINE_CHARS = 160
-MAX_ERROR_CHARS = 400
 PANIC_MARKER = "Kernel panic - not syncing"
 
 
@@ -68,20 +66,8 @@ def start(argv: Sequence[str], name: str, console_log: Path) -> None:
     (QEMU's own error lines, not the long argv)."""
     hint = (f"QEMU could not set this guest up on this machine (console log {console_log}); "
             "check the accelerator and the lab image")
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                              timeout=START_TIMEOUT_SECONDS)
-    except FileNotFoundError as exc:
-        raise LabError(f"{argv[0]} not found", where=name, hint=INSTALL_HINT) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"QEMU did not finish starting within {START_TIMEOUT_SECONDS:g} s",
-                       where=name, hint=hint) from exc
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        errors = [line for line in lines if "warning:" not in line] or lines
-        detail = "; ".join(errors)[:MAX_ERROR_CHARS] or "no output"
-        raise LabError(f"QEMU exited {done.returncode} while starting: {detail}", where=name,
-                       hint=hint)
+    run(argv, where=name, hint=hint, timeout_seconds=START_TIMEOUT_SECONDS, what="QEMU",
+        doing="starting", missing_hint=INSTALL_HINT, skip_marker="warning:")
 
 
 def is_lab_qemu(pid: int, pid_file: str) -> bool:
