@@ -187,11 +187,10 @@ def test_the_transitive_walk_sees_through_modules() -> None:
 
 
 def test_the_agent_ships_only_standard_library_code() -> None:
-    """What the controller sends to a host (runner.py and shipping.SHIPPED_MODULES) runs there
+    """What the controller sends to a host (shipping.shipped_files(): agent/remote/) runs there
     alone: it may import only the standard library, anywhere in the file, and the other
     shipped modules (their texts share one scope on the host; imported in the package only)."""
-    shipped = [shipping.RUNNER_PATH, *(shipping.RUNNER_PATH.with_name(n)
-                                       for n in shipping.SHIPPED_MODULES)]
+    shipped = shipping.shipped_files()
     assert len(shipped) >= 2 and all(p.is_file() for p in shipped)
     allowed = {module_name(p) for p in shipped}
     foreign = {}
