@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ConnectionKind = Literal["ssh", "local"]
+# how every text output (CLI tables, Markdown, JUnit, HTML) shows a value that is None
+MISSING_TEXT = "-"
 
 
 class Secret:

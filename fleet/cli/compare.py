@@ -181,6 +181,7 @@ def _print_report(report: Any) -> None:
     from fleet.compare.decide import by_history, row_title, threshold_text
     from fleet.compare.engine import case_text, cross_machine, metric_text
     from fleet.compare.output import change_text, history_text, number, p_text, percent
+    from fleet.model import MISSING_TEXT
 
     console = stdout_console(200)
     table = Table(title=f"{report.candidate} vs baseline {report.baseline}",
@@ -215,7 +216,7 @@ def _print_report(report: Any) -> None:
             view.add_row(metric_text(c.metric, c.labels), c.workload, case_text(c.case),
                          *(f"{number(cells[h].result.candidate.median, c.unit)} "
                            f"({percent(cells[h].result.relative_change)})" if h in cells
-                           else "-" for h in hosts))
+                           else MISSING_TEXT for h in hosts))
         console.print(view)
     for row in report.rows:
         if row.history is not None and by_history(row) is not None:

@@ -114,12 +114,14 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         return EXIT_OK
     from rich.table import Table
 
+    from fleet.model import MISSING_TEXT
+
     table = Table(title="Inventory", title_justify="left")
     for col in ("name", "address", "port", "user", "connection", "via", "groups"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or "-",
-                      r["connection"], r["via"] or "-", ",".join(r["groups"]))
+        table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or MISSING_TEXT,
+                      r["connection"], r["via"] or MISSING_TEXT, ",".join(r["groups"]))
     stdout_console().print(table)
     return EXIT_OK
 

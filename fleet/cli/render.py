@@ -11,14 +11,14 @@ from rich.text import Text
 from fleet.codec import to_jsonable
 from fleet.facts.parsers import format_cpulist
 from fleet.lab.state import LabStatus
-from fleet.model import Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
+from fleet.model import MISSING_TEXT, Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
 
-MISSING = "?"
+MISSING = MISSING_TEXT
 
 
 def format_cpus(cpus: Sequence[int]) -> str:
     """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8' (the kernel's cpulist form); () -> '-'."""
-    return format_cpulist(cpus) if cpus else "-"
+    return format_cpulist(cpus) if cpus else MISSING
 
 
 def format_bytes(value: int | None) -> str:

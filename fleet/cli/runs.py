@@ -275,6 +275,8 @@ def _cases_view(cases: Any) -> Table:
 def _attempts_view(detail: Any) -> Table:
     from rich.table import Table
 
+    from fleet.model import MISSING_TEXT
+
     table = Table(title="attempts", title_justify="left")
     for col in ("job", "host", "#", "status", "seconds", "exit", "results / reason"):
         table.add_column(col)
@@ -286,10 +288,10 @@ def _attempts_view(detail: Any) -> Table:
                           f"{'' if k.restored else ' (NOT restored)'}" for k in a.knobs)
         note = "; ".join(x for x in (a.error or "", results, knobs) if x)
         table.add_row(a.job.text, a.host, str(a.attempt_no), a.status,
-                      f"{a.duration_seconds:.2f}", "-" if a.exit_code is None else
+                      f"{a.duration_seconds:.2f}", MISSING_TEXT if a.exit_code is None else
                       str(a.exit_code), note)
     for c in detail.in_flight:  # claimed, no attempt yet: running, or its controller died
-        table.add_row(c.job.text, c.host, str(c.attempt_no), "in flight", "", "-",
+        table.add_row(c.job.text, c.host, str(c.attempt_no), "in flight", "", MISSING_TEXT,
                       f"since {_local_time(c.started_at_unix_seconds)}")
     return table
 

@@ -5,7 +5,7 @@ run's values for the same metric, labels, workload, case and host; oldest first,
 ``compare.history`` runs, default 20). The candidate is the gate's own values for the row.
 
 1. **Noise.** The host's noise is the CV of its history in the current regime (the points
-   since the history's own last change point, fleet.report.changes). The row's effective
+   since the history's own last change point, fleet.compare.changes). The row's effective
    threshold is ``max(suite threshold, NOISE_FACTOR x noise CV)``: a host whose run-to-run
    medians wander by 10 % needs a 20 % change before it counts. It is used by the two-sample
    test (instead of the suite's) and by the change-point check below.
@@ -30,9 +30,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from fleet.compare.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
 from fleet.compare.select import CaseKey, Group, Labels, case_coords
 from fleet.compare.stats import Policy
-from fleet.report.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
+from fleet.model import MISSING_TEXT
 from fleet.runs import CompletedAttempt, PlannedCase
 
 MIN_HISTORY_POINTS = 5  # earlier runs needed before the history counts
@@ -126,6 +127,7 @@ def check_history(history: Sequence[float], candidate: Sequence[float], policy: 
 
 
 def _moved(change: ChangePoint) -> str:
-    pct = "n/a" if change.relative_change is None else f"{change.relative_change * 100:+.1f}%"
+    relative = change.relative_change
+    pct = MISSING_TEXT if relative is None else f"{relative * 100:+.1f}%"
     return (f"change point at the newest run: mean {change.mean_before:.4g} before, "
             f"{change.mean_after:.4g} after ({pct}), p={change.p_value:.2g}")

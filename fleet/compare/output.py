@@ -17,31 +17,32 @@ from fleet.compare.decide import (
 from fleet.compare.engine import Report, Row, case_text, cross_machine, metric_text
 from fleet.compare.history_check import HistoryCheck
 from fleet.compare.stats import Summary
+from fleet.model import MISSING_TEXT
 
 _MD_ROWS_MAX = 500
 
 
 def number(value: float | None, unit: str = "") -> str:
     if value is None:
-        return "n/a"
+        return MISSING_TEXT
     return f"{value:.4g} {unit}".rstrip()
 
 
 def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.1f}%"
+    return MISSING_TEXT if value is None else f"{value * 100:+.1f}%"
 
 
 def change_text(row: Row) -> str:
     r = row.result
     if r.relative_change is None:
-        return "n/a" if r.hodges_lehmann is None else f"shift {r.hodges_lehmann:+.4g}"
+        return MISSING_TEXT if r.hodges_lehmann is None else f"shift {r.hodges_lehmann:+.4g}"
     ci = "" if r.ci_low is None or r.ci_high is None else \
         f" [{percent(r.ci_low)}, {percent(r.ci_high)}]"
     return f"{percent(r.relative_change)}{ci}"
 
 
 def p_text(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
+    return MISSING_TEXT if value is None else f"{value:.2g}"
 
 
 # ---- JSON ---------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def _history(h: HistoryCheck | None) -> dict[str, Any] | None:
 def history_text(row: Row) -> str:
     h = row.history
     if h is None:
-        return "-"
+        return MISSING_TEXT
     if h.verdict in ("too short", "not checked"):
         return f"{h.verdict} ({h.points} runs)"
     pct = "" if h.change is None else f" {percent(h.change.relative_change)}"
@@ -169,7 +170,7 @@ def _cross_markdown(report: Report) -> list[str]:
     for c in cross[:_MD_ROWS_MAX]:
         cells = dict(c.cells)
         shown = [f"{number(cells[h].result.candidate.median, c.unit)} "
-                 f"({percent(cells[h].result.relative_change)})" if h in cells else "-"
+                 f"({percent(cells[h].result.relative_change)})" if h in cells else MISSING_TEXT
                  for h in hosts]
         lines.append(f"| {_md(metric_text(c.metric, c.labels))} | {_md(c.workload)} | "
                      f"{_md(case_text(c.case))} | " + " | ".join(shown) + " |")

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import stats as sps
 
 from fleet.catalogue import Direction
+from fleet.model import MISSING_TEXT
 
 Verdict = Literal["better", "worse", "changed", "no significant change", "insufficient data"]
 VERDICTS: tuple[Verdict, ...] = ("better", "worse", "changed", "no significant change",
@@ -326,8 +327,8 @@ def _verdict(direction: Direction, significant: bool, change: float | None,
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.1f}%"
+    return MISSING_TEXT if value is None else f"{value * 100:+.1f}%"
 
 
 def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
+    return MISSING_TEXT if value is None else f"{value:.2g}"

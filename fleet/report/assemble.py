@@ -18,7 +18,7 @@ from fleet.compare.engine import metric_text
 from fleet.compare.stats import Policy, compare_many, median_intervals
 from fleet.errors import ConfigError
 from fleet.facts.parsers import format_cpulist
-from fleet.model import Facts, ParamValue
+from fleet.model import MISSING_TEXT, Facts, ParamValue
 from fleet.report.model import (
     Cell,
     Change,
@@ -101,7 +101,7 @@ def case_rows(runs: Sequence[RunRecords], axis: str | None) -> Rows:
     labels: dict[tuple[int, str], str] = {}
     keys: dict[str, tuple[object, ...]] = {}
     for i, cid, s in cases:
-        values = [format_param_value(s[n]) if n in s else "-" for n in varying]
+        values = [format_param_value(s[n]) if n in s else MISSING_TEXT for n in varying]
         parts = (values if len(varying) == 1
                  else [f"{n}={v}" for n, v in zip(varying, values, strict=True)])
         workload = runs[i].workloads.get(cid, "")

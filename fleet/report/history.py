@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleet.compare.changes import ChangePoint, change_points
 from fleet.compare.engine import metric_text
 from fleet.errors import ConfigError
-from fleet.report.changes import ChangePoint, change_points
 from fleet.runs import JobKey
 from fleet.store import Store
 from fleet.store.history_reads import MetricRow, metric_rows, runs_case_settings

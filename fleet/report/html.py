@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from fleet.model import MISSING_TEXT
 from fleet.report.model import Cell, Change, HostView, MetricTable, ReportData, RunSummary
 
 CSS = """
@@ -39,12 +40,12 @@ def number(value: float) -> str:
 
 def _time(unix_seconds: float | None) -> str:
     if unix_seconds is None:
-        return "-"
+        return MISSING_TEXT
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_seconds))
 
 
 def _bytes(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**30:.1f} GiB"
+    return MISSING_TEXT if value is None else f"{value / 2**30:.1f} GiB"
 
 
 def render(data: ReportData, table_images: Sequence[str | None],
@@ -161,7 +162,7 @@ def _cell(cell: Cell | None) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100.0:+.1f}%"
+    return MISSING_TEXT if value is None else f"{value * 100.0:+.1f}%"
 
 
 def _change(change: Change | None) -> str:

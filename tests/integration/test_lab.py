@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from fleet.lab.state import read_record, write_record
 
 pytestmark = pytest.mark.integration
 
-ANSIBLE = Path("/work/main/.venv/bin/ansible")
+ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
 def fresh_id() -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import main
+from fleet.compare.changes import change_points, newest_is_change_point, noise_cv
 from fleet.errors import ConfigError
 from fleet.model import Measurement
-from fleet.report.changes import change_points, newest_is_change_point, noise_cv
 from fleet.report.history import HistoryQuery, load_history
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
