@@ -40,7 +40,9 @@ def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
         raise ConfigError(
             f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
             f"given: {_reasons(result)}", where=where,
-            hint="relax the suite's requires, or plan on hosts that meet them")
+            hint="relax the suite's requires, or plan on hosts that meet them" if candidates
+            else "gather the hosts' facts first (fleet facts, or fleet plan --gather); a host "
+                 "that cannot be reached has none")
     if result.entry_count > max_jobs:
         raise ConfigError(
             f"the plan has {result.entry_count} jobs (cases x repetitions x hosts), more than "

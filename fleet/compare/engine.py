@@ -7,11 +7,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fleet.compare.config import policy_for
 from fleet.compare.fingerprint import FieldDiff, check_allowed, differences, ignored_fields
 from fleet.compare.history_check import HistoryCheck, HistoryKey, check_history, history_key
 from fleet.compare.select import CaseKey, Group, Labels
 from fleet.compare.stats import Comparison, compare_many
+from fleet.config.compare import policy_for
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Literal
 
 from fleet.compare.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
 from fleet.compare.select import CaseKey, Group, Labels, case_coords
-from fleet.compare.stats import Policy
+from fleet.config.compare import Policy
 from fleet.model import MISSING_TEXT
 from fleet.runs import CompletedAttempt, PlannedCase
 

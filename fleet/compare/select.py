@@ -15,8 +15,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
 from fleet.compare.fingerprint import Fields, host_fields
+from fleet.config.compare import DEFAULT_COMPARE, CompareConfig
 from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError, FleetError
 from fleet.model import Facts

@@ -31,27 +31,13 @@ import numpy as np
 from scipy import stats as sps
 
 from fleet.catalogue import Direction
+from fleet.config.compare import Policy
 from fleet.model import MISSING_TEXT
 
 Verdict = Literal["better", "worse", "changed", "no significant change", "insufficient data"]
 VERDICTS: tuple[Verdict, ...] = ("better", "worse", "changed", "no significant change",
                                  "insufficient data")
-DEFAULT_MIN_REPETITIONS = 3
-DEFAULT_ALPHA = 0.05
 _FloatArray = np.ndarray[tuple[int, ...], np.dtype[np.float64]]
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How one metric is judged: its direction, threshold and the test's parameters."""
-
-    direction: Direction = "neutral"
-    threshold_ratio: float = 0.0  # |relative change| below this never counts (0.05 = 5 %)
-    min_repetitions: int = DEFAULT_MIN_REPETITIONS  # per side
-    alpha: float = DEFAULT_ALPHA
-    confidence: float = 0.95  # of the bootstrap interval
-    resamples: int = 2000
-    seed: int = 0
 
 
 @dataclass(frozen=True)

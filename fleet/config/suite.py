@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, parse_compare
+from fleet.config.compare import DEFAULT_COMPARE, CompareConfig, parse_compare
 from fleet.config.sampling import DEFAULT_SAMPLING, SamplingConfig, parse_sampling
 from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
@@ -79,7 +79,7 @@ class WorkloadEntry:
     spread: Spread
     where: str
     sampling: SamplingConfig = DEFAULT_SAMPLING
-    compare: CompareConfig = DEFAULT_COMPARE  # thresholds etc. (fleet.compare.config)
+    compare: CompareConfig = DEFAULT_COMPARE  # thresholds etc. (fleet.config.compare)
 
 
 @dataclass(frozen=True)

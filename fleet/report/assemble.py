@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet.catalogue import SAMPLER_SOURCE, lookup
-from fleet.compare.config import DEFAULT_COMPARE, CompareConfig, policy_for
 from fleet.compare.engine import metric_text
-from fleet.compare.stats import Policy, compare_many, median_intervals
+from fleet.compare.stats import compare_many, median_intervals
+from fleet.config.compare import DEFAULT_COMPARE, CompareConfig, Policy, policy_for
 from fleet.errors import ConfigError
 from fleet.facts.parsers import format_cpulist
 from fleet.model import MISSING_TEXT, Facts, ParamValue

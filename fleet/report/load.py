@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleet.codec import case_settings
-from fleet.compare.config import DEFAULT_COMPARE, CompareConfig
+from fleet.config.compare import DEFAULT_COMPARE, CompareConfig
 from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Facts

@@ -43,7 +43,7 @@ PURE = ["model.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "fac
         "export/grafana/build.py", "export/host_series.py",
         "export/remote_write_codec.py", "report/model.py", "report/assemble.py",
         "report/series.py", "report/html.py", "compare/changes.py",
-        "compare/stats.py", "compare/config.py", "compare/fingerprint.py", "compare/select.py",
+        "compare/stats.py", "config/compare.py", "compare/fingerprint.py", "compare/select.py",
         "compare/engine.py", "compare/decide.py", "compare/output.py",
         "compare/history_check.py", "report/likeness.py", "execute/events.py",
         "execute/plan.py", "export/series.py", "catalogue.py"]

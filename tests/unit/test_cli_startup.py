@@ -68,3 +68,15 @@ def test_cli_defaults_agree_with_the_core() -> None:
     """The CLI repeats these defaults so that --help imports neither module."""
     assert cli_args.DEFAULT_HOST_LOCK_WAIT_SECONDS == DEFAULT_HOST_LOCK_WAIT_SECONDS
     assert cli_export.DEFAULT_BATCH_SAMPLES == DEFAULT_BATCH_SAMPLES
+
+
+def test_a_suite_is_read_without_the_statistics() -> None:
+    """The suite's compare: section is parsed by config/compare.py, which holds the Policy: a
+    `fleet plan` or `fleet run` loads numpy and scipy only when it compares."""
+    code = ("import json, sys; from pathlib import Path; "
+            "from fleet.config.suite import load_suite; "
+            "load_suite(Path(sys.argv[1])); print(json.dumps(sorted(sys.modules)))")
+    quickstart = Path(__file__).resolve().parents[2] / "benchmarks" / "quickstart.yml"
+    done = subprocess.run([sys.executable, "-c", code, str(quickstart)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert heavy(set(json.loads(done.stdout))) == []

@@ -1,11 +1,11 @@
-"""The suite's compare: section (fleet.compare.config via fleet.config.suite): values, merging,
+"""The suite's compare: section (fleet.config.compare via fleet.config.suite): values, merging,
 file:line errors, and the Policy each metric gets."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleet.compare.config import DEFAULT_COMPARE, policy_for
+from fleet.config.compare import DEFAULT_COMPARE, policy_for
 from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from fleet.api.compare import parse_axis
-from fleet.compare.config import DEFAULT_COMPARE
 from fleet.compare.decide import decide
 from fleet.compare.engine import build_report, cross_machine
 from fleet.compare.fingerprint import MismatchError, validate_allowed
 from fleet.compare.output import junit, markdown, report_json
 from fleet.compare.select import LoadedRun, SelectionError, between_runs, within_run
+from fleet.config.compare import DEFAULT_COMPARE
 from fleet.errors import ConfigError, FleetError
 from fleet.model import CpuInfo, Facts, IommuInfo, KvmInfo, NumaNode, Topology
 from fleet.runs import CompletedAttempt, KnobState, PlannedCase, RunInfo

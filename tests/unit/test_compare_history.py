@@ -17,7 +17,6 @@ from test_history import make_history, planted
 
 from fleet.api.compare import GateRequest, _gate_report
 from fleet.cli import main
-from fleet.compare.config import parse_compare
 from fleet.compare.decide import decide
 from fleet.compare.engine import Report, build_report
 from fleet.compare.history_check import (
@@ -29,7 +28,7 @@ from fleet.compare.history_check import (
 from fleet.compare.load import load_history
 from fleet.compare.output import junit, markdown, report_json
 from fleet.compare.select import Group, between_runs, within_run
-from fleet.compare.stats import Policy
+from fleet.config.compare import Policy, parse_compare
 from fleet.config.suite import parse_suite
 from fleet.errors import ConfigError
 from fleet.model import Measurement

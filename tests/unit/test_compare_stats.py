@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from fleet.compare.stats import (
-    Policy,
     bootstrap_interval,
     cliffs_delta,
     compare_many,
@@ -16,6 +15,7 @@ from fleet.compare.stats import (
     median_intervals,
     summarize,
 )
+from fleet.config.compare import Policy
 
 
 def normal(mean: float, sigma: float, n: int, seed: int) -> list[float]:

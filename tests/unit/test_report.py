@@ -294,7 +294,8 @@ def test_parse_axis() -> None:
 
 
 def test_cells_carry_the_stats_modules_median_interval(store_path: Path, tmp_path: Path) -> None:
-    from fleet.compare.stats import Policy, median_intervals
+    from fleet.compare.stats import median_intervals
+    from fleet.config.compare import Policy
 
     result = build_report(ReportRequest(store_path, "r1", tmp_path / "rep", axis=EPS,
                                         axis_values=("N", "Y")))

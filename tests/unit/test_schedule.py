@@ -317,6 +317,17 @@ def test_plan_suite_with_no_runnable_case_is_one_config_error(fleet: list[Candid
     assert "[2 cases]" in line and "[1 case]" in line and "\n" not in line
 
 
+def test_plan_suite_without_any_facts_says_to_gather_them() -> None:
+    """`fleet plan` on a fresh machine (no stored facts) is told how to get them, not to relax
+    the suite's requires."""
+    with pytest.raises(ConfigError) as info:
+        plan_file(QUICKSTART, [], [Host("localhost", "localhost", connection="local")], seed=1)
+    line = str(info.value)
+    assert "can run on the 0 host(s) given: no host has facts to plan on" in line
+    assert line.endswith("(gather the hosts' facts first (fleet facts, or fleet plan --gather); "
+                         "a host that cannot be reached has none)")
+
+
 def test_plan_suite_refuses_facts_of_unknown_hosts(ne_facts: Facts) -> None:
     with pytest.raises(ConfigError, match="facts for hosts not in the inventory: ne"):
         plan_file(QUICKSTART, [ne_facts], [Host("localhost", "localhost")], seed=1)

@@ -22,8 +22,23 @@ import re
 from dataclasses import dataclass, field, replace
 
 from fleet.catalogue import DIRECTIONS, Direction, lookup
-from fleet.compare.stats import DEFAULT_ALPHA, DEFAULT_MIN_REPETITIONS, Policy
 from fleet.yamlnode import Node
+
+DEFAULT_MIN_REPETITIONS = 3
+DEFAULT_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one metric is judged: its direction, threshold and the test's parameters."""
+
+    direction: Direction = "neutral"
+    threshold_ratio: float = 0.0  # |relative change| below this never counts (0.05 = 5 %)
+    min_repetitions: int = DEFAULT_MIN_REPETITIONS  # per side
+    alpha: float = DEFAULT_ALPHA
+    confidence: float = 0.95  # of the bootstrap interval
+    resamples: int = 2000
+    seed: int = 0
 
 DEFAULT_HISTORY_RUNS = 20
 COMPARE_KEYS = ("min_repetitions", "alpha", "threshold", "history", "metrics")
