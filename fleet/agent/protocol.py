@@ -59,9 +59,11 @@ Version 4: the host owns what it changes.
   ``wait_seconds`` the ``lock_result`` says ``acquired: false`` with the holder. ``error``: the
   lock could not be used at all (state directory, or shutdown while waiting). Once taken, the
   knob journal a dead (SIGKILLed) agent left is written back first; ``recovered`` lists each
-  knob as {path, value (the original, written back), error|null}.
+  knob as {path, value (the original, written back), error|null}. A journal that cannot be
+  read is moved aside (``.unreadable-<unix time>``) and listed as one entry: its own path,
+  value "", and the error naming where it was kept (its knobs are not written back).
 - ``write`` with ``knob: "set"`` journals the file's original value (bracketed choice or
-  stripped text, as execute_policy.current_value) durably BEFORE the first write of that path
+  stripped text, as execute/policy.current_value) durably BEFORE the first write of that path
   in this session (later sets keep it); refused (write_result error) without the host lock.
   ``knob: "restore"`` writes, then drops the path from the journal. A plain write (no ``knob``)
   is not journaled. The agent writes back every journaled knob when it goes away (shutdown,

@@ -193,6 +193,30 @@ def test_a_sigkilled_agent_s_journal_is_replayed_by_the_next_lock(state: Path, k
     assert not (tmp_path / "canary").exists() and not (REPO / "canary").exists()
 
 
+def test_an_unreadable_journal_is_kept_aside_and_reported_never_dropped(state: Path,
+                                                                         knob: Path) -> None:
+    """A journal a dead agent left half-written (or otherwise unreadable) cannot be replayed:
+    the next lock says so, naming where the file was kept, and the knob is left as it is."""
+    with session() as first:
+        lock(first)
+        assert first.write(str(knob), "19", knob="set").ok
+        assert first.hello is not None
+        os.kill(first.hello.pid, signal.SIGKILL)
+        assert eventually(lambda: not alive(first.hello.pid))
+    (path,) = state.glob("host-*.journal")
+    path.write_text('{"knobs": [{"path": "/proc/sys/vm/compaction_proact')  # torn
+    with session() as second:
+        (recovery,) = lock(second)
+    (kept,) = state.glob("host-*.journal.unreadable-*")
+    assert recovery.path == str(path) and recovery.value == ""
+    assert recovery.error is not None and recovery.error.startswith(
+        "the knob journal a dead agent left cannot be read (JSONDecodeError: ")
+    assert recovery.error.endswith(f"kept as {kept}: the knobs it held were not written back, "
+                                   "check them by hand")
+    assert kept.read_text().endswith("compaction_proact") and not path.exists()
+    assert knob.read_text() == "19"
+
+
 # ---- the host lock --------------------------------------------------------------------------
 
 

@@ -142,16 +142,26 @@ class KnobJournal:
         self.path = os.path.join(directory, f"host-{key}.journal")
         self.entries: dict[str, str] = {}  # path -> original value, in first-write order
 
-    def left_behind(self) -> dict[str, str]:
-        """What a dead agent left in the file (empty: nothing, or unreadable garbage)."""
+    def left_behind(self) -> tuple[dict[str, str], str | None]:
+        """What a dead agent left in the file, and why it could not be read (None: it was, or
+        there is none). An unreadable journal is moved aside, never dropped; raises StateError
+        when it cannot be."""
         try:
             with open(self.path, encoding="utf-8") as f:
                 knobs = json.load(f).get("knobs", [])
-            return {str(k["path"]): str(k["value"]) for k in knobs}
+            return {str(k["path"]): str(k["value"]) for k in knobs}, None
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return {}
+            return {}, None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            aside = f"{self.path}.unreadable-{int(time.time())}"
+            try:
+                os.rename(self.path, aside)
+            except OSError as moving:
+                raise StateError(f"the knob journal {self.path} cannot be read ({e}) nor moved "
+                                 f"aside: {moving.strerror or moving}") from None
+            return {}, (f"the knob journal a dead agent left cannot be read "
+                        f"({type(e).__name__}: {e}); kept as {aside}: the knobs it held were "
+                        "not written back, check them by hand")
 
     def record(self, path: str, original: str) -> None:
         """Keep ``original`` durably before ``path`` is first written (a later one is kept)."""
@@ -231,8 +241,11 @@ class HostGuard:
         if not self.open().try_take(holder):
             return None
         assert self.journal is not None
-        left = self.journal.left_behind()
-        return self.journal.restore(left) if left else []
+        left, unreadable = self.journal.left_behind()
+        done = self.journal.restore(left) if left else []
+        if unreadable is not None:
+            done.append({"path": self.journal.path, "value": "", "error": unreadable})
+        return done
 
     def before_knob_write(self, path: str) -> str | None:
         """Journal ``path``'s original value before its first write; the reason it must not be
