@@ -298,13 +298,19 @@ def _start_guest(record: VmLabRecord, index: int, build: _Build) -> VmLabRecord:
     write_vm_record(build.state_dir, record)
     build.say(f"{guest.name}: booting {len(topology.nodes)} nodes, {topology.cpu_count} CPUs, "
               f"{topology.memory_mib} MiB; SSH will be on {LOOPBACK}:{guest.port}")
-    vm_process.start(record.guests[index].argv, guest.name, Path(guest.console_log_path))
+    return _launch(record, index, build.state_dir)
+
+
+def _launch(record: VmLabRecord, index: int, state_dir: Path) -> VmLabRecord:
+    """Start the guest's recorded argv (QEMU daemonises), then record its PID."""
+    guest = record.guests[index]
+    vm_process.start(guest.argv, guest.name, Path(guest.console_log_path))
     pid = sshd.read_pid_file(guest.pid_file)
     if pid is None:
         raise LabError("QEMU started but wrote no PID file", where=guest.name,
                        hint=f"see the console log {guest.console_log_path}")
     record = _with_guest(record, index, qemu_pid=pid, qemu_start_ticks=vm_process.start_ticks(pid))
-    write_vm_record(build.state_dir, record)
+    write_vm_record(state_dir, record)
     return record
 
 
@@ -319,14 +325,7 @@ def _restart_guest(holder: list[VmLabRecord], build: _Build, base_format: str,
     index = [g.name for g in holder[0].guests].index(guest.name)
     record = _with_guest(holder[0], index, qemu_pid=None, qemu_start_ticks=None)
     write_vm_record(build.state_dir, record)
-    vm_process.start(guest.argv, guest.name, Path(guest.console_log_path))
-    pid = sshd.read_pid_file(guest.pid_file)
-    if pid is None:
-        raise LabError("QEMU started again but wrote no PID file", where=guest.name,
-                       hint=f"see the console log {guest.console_log_path}")
-    record = _with_guest(record, index, qemu_pid=pid, qemu_start_ticks=vm_process.start_ticks(pid))
-    write_vm_record(build.state_dir, record)
-    holder[0] = record
+    record = holder[0] = _launch(record, index, build.state_dir)
     return record.guests[index]
 
 
