@@ -14,6 +14,16 @@ ConnectionKind = Literal["ssh", "local"]
 MISSING_TEXT = "-"
 
 
+def percent_text(ratio: float | None) -> str:
+    """A relative change as every text output shows it: 0.123 -> '+12.3%'."""
+    return MISSING_TEXT if ratio is None else f"{ratio * 100:+.1f}%"
+
+
+def p_value_text(p_value: float | None) -> str:
+    """A p-value as every text output shows it: 0.0123 -> '0.012'."""
+    return MISSING_TEXT if p_value is None else f"{p_value:.2g}"
+
+
 class Secret:
     """A string that never shows itself in repr(), str(), logs or JSON."""
 

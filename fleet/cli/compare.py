@@ -180,8 +180,8 @@ def _print_report(report: Any) -> None:
 
     from fleet.compare.decide import by_history, row_title, threshold_text
     from fleet.compare.engine import case_text, cross_machine, metric_text
-    from fleet.compare.output import change_text, history_text, number, p_text, percent
-    from fleet.model import MISSING_TEXT
+    from fleet.compare.output import change_text, history_text, number
+    from fleet.model import MISSING_TEXT, p_value_text, percent_text
 
     console = stdout_console(200)
     table = Table(title=f"{report.candidate} vs baseline {report.baseline}",
@@ -202,7 +202,7 @@ def _print_report(report: Any) -> None:
                       f"{number(r.baseline.median, g.unit)} ({r.baseline.n})",
                       f"{number(r.candidate.median, g.unit)} ({r.candidate.n})",
                       f"{number(r.baseline.iqr)} / {number(r.candidate.iqr)}",
-                      change_text(row), p_text(r.p_value), number(r.cliffs_delta),
+                      change_text(row), p_value_text(r.p_value), number(r.cliffs_delta),
                       threshold_text(row), *past)
     console.print(table)
     cross = [c for c in cross_machine(report) if len(c.cells) > 1]
@@ -215,7 +215,7 @@ def _print_report(report: Any) -> None:
             cells = dict(c.cells)
             view.add_row(metric_text(c.metric, c.labels), c.workload, case_text(c.case),
                          *(f"{number(cells[h].result.candidate.median, c.unit)} "
-                           f"({percent(cells[h].result.relative_change)})" if h in cells
+                           f"({percent_text(cells[h].result.relative_change)})" if h in cells
                            else MISSING_TEXT for h in hosts))
         console.print(view)
     for row in report.rows:

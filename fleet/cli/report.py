@@ -135,7 +135,7 @@ def _when(unix_seconds: float) -> str:
 def _points_view(s: Any) -> Table:
     from rich.table import Table
 
-    from fleet.compare.output import percent
+    from fleet.model import percent_text
 
     table = Table(title=f"{s.metric} ({s.unit}) on {s.host}, case {s.case_id} {s.case}",
                   title_justify="left")
@@ -144,7 +144,7 @@ def _points_view(s: Any) -> Table:
     marks = {c.index: c for c in s.change_points}
     for i, p in enumerate(s.points):
         c = marks.get(i)
-        change = "" if c is None else f"change point {percent(c.relative_change)}"
+        change = "" if c is None else f"change point {percent_text(c.relative_change)}"
         table.add_row(str(i), p.run_id, _when(p.created_at_unix_seconds),
                       ", ".join(f"{k}={v}" for k, v in p.tags), f"{p.value:.6g}", str(p.n),
                       change)
@@ -154,13 +154,13 @@ def _points_view(s: Any) -> Table:
 def _summary_view(series: Sequence[Any]) -> Table:
     from rich.table import Table
 
-    from fleet.compare.output import percent
+    from fleet.model import percent_text
 
     table = Table(title=f"{len(series)} series", title_justify="left")
     for col in ("metric", "case", "host", "runs", "newest", "change points"):
         table.add_column(col)
     for s in series:
-        cps = ", ".join(f"#{c.index} {s.points[c.index].run_id} {percent(c.relative_change)}"
+        cps = ", ".join(f"#{c.index} {s.points[c.index].run_id} {percent_text(c.relative_change)}"
                         for c in s.change_points) or "none"
         table.add_row(s.metric, f"{s.case_id} {s.case}".strip(), s.host, str(len(s.points)),
                       f"{s.points[-1].value:.6g} {s.unit}", cps)

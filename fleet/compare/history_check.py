@@ -33,7 +33,7 @@ from typing import Literal
 from fleet.compare.changes import DEFAULT_MAX_PVALUE, ChangePoint, newest_is_change_point
 from fleet.compare.select import CaseKey, Group, Labels, case_coords
 from fleet.config.compare import Policy
-from fleet.model import MISSING_TEXT
+from fleet.model import p_value_text, percent_text
 from fleet.runs import CompletedAttempt, PlannedCase
 
 MIN_HISTORY_POINTS = 5  # earlier runs needed before the history counts
@@ -127,7 +127,6 @@ def check_history(history: Sequence[float], candidate: Sequence[float], policy: 
 
 
 def _moved(change: ChangePoint) -> str:
-    relative = change.relative_change
-    pct = MISSING_TEXT if relative is None else f"{relative * 100:+.1f}%"
     return (f"change point at the newest run: mean {change.mean_before:.4g} before, "
-            f"{change.mean_after:.4g} after ({pct}), p={change.p_value:.2g}")
+            f"{change.mean_after:.4g} after ({percent_text(change.relative_change)}), "
+            f"p={p_value_text(change.p_value)}")

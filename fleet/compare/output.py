@@ -17,7 +17,7 @@ from fleet.compare.decide import (
 from fleet.compare.engine import Report, Row, case_text, cross_machine, metric_text
 from fleet.compare.history_check import HistoryCheck
 from fleet.compare.stats import Summary
-from fleet.model import MISSING_TEXT
+from fleet.model import MISSING_TEXT, p_value_text, percent_text
 
 _MD_ROWS_MAX = 500
 
@@ -28,21 +28,13 @@ def number(value: float | None, unit: str = "") -> str:
     return f"{value:.4g} {unit}".rstrip()
 
 
-def percent(value: float | None) -> str:
-    return MISSING_TEXT if value is None else f"{value * 100:+.1f}%"
-
-
 def change_text(row: Row) -> str:
     r = row.result
     if r.relative_change is None:
         return MISSING_TEXT if r.hodges_lehmann is None else f"shift {r.hodges_lehmann:+.4g}"
     ci = "" if r.ci_low is None or r.ci_high is None else \
-        f" [{percent(r.ci_low)}, {percent(r.ci_high)}]"
-    return f"{percent(r.relative_change)}{ci}"
-
-
-def p_text(value: float | None) -> str:
-    return MISSING_TEXT if value is None else f"{value:.2g}"
+        f" [{percent_text(r.ci_low)}, {percent_text(r.ci_high)}]"
+    return f"{percent_text(r.relative_change)}{ci}"
 
 
 # ---- JSON ---------------------------------------------------------------------------------
@@ -96,7 +88,7 @@ def history_text(row: Row) -> str:
         return MISSING_TEXT
     if h.verdict in ("too short", "not checked"):
         return f"{h.verdict} ({h.points} runs)"
-    pct = "" if h.change is None else f" {percent(h.change.relative_change)}"
+    pct = "" if h.change is None else f" {percent_text(h.change.relative_change)}"
     return f"{h.verdict}{pct} ({h.points} runs)"
 
 
@@ -153,7 +145,7 @@ def markdown(report: Report | None, decision: Decision | None = None, *,
             f"{_md(case_text(g.case))} | {_md(g.host)} | "
             f"{number(r.baseline.median, g.unit)} ({r.baseline.n}) | "
             f"{number(r.candidate.median, g.unit)} ({r.candidate.n}) | {change_text(row)} | "
-            f"{p_text(r.p_value)} | {number(r.cliffs_delta)} |{extra}")
+            f"{p_value_text(r.p_value)} | {number(r.cliffs_delta)} |{extra}")
     if len(report.rows) > _MD_ROWS_MAX:
         lines.append(f"\n({len(report.rows) - _MD_ROWS_MAX} more rows: see --json)")
     return "\n".join([*lines, "", *_cross_markdown(report)])
@@ -170,8 +162,8 @@ def _cross_markdown(report: Report) -> list[str]:
     for c in cross[:_MD_ROWS_MAX]:
         cells = dict(c.cells)
         shown = [f"{number(cells[h].result.candidate.median, c.unit)} "
-                 f"({percent(cells[h].result.relative_change)})" if h in cells else MISSING_TEXT
-                 for h in hosts]
+                 f"({percent_text(cells[h].result.relative_change)})" if h in cells
+                 else MISSING_TEXT for h in hosts]
         lines.append(f"| {_md(metric_text(c.metric, c.labels))} | {_md(c.workload)} | "
                      f"{_md(case_text(c.case))} | " + " | ".join(shown) + " |")
     return [*lines, ""]
@@ -232,7 +224,7 @@ def _numbers(row: Row) -> str:
             f" ({g.contrast}): baseline median {number(r.baseline.median, g.unit)} "
             f"(n={r.baseline.n}, IQR {number(r.baseline.iqr)}), candidate median "
             f"{number(r.candidate.median, g.unit)} (n={r.candidate.n}, IQR "
-            f"{number(r.candidate.iqr)}), change {change_text(row)}, p={p_text(r.p_value)}, "
+            f"{number(r.candidate.iqr)}), change {change_text(row)}, p={p_value_text(r.p_value)}, "
             f"Cliff's delta {number(r.cliffs_delta)}, threshold {threshold_text(row)}; "
             f"{r.verdict}: {r.reason}" + _history_numbers(row))
 

@@ -32,7 +32,7 @@ from scipy import stats as sps
 
 from fleet.catalogue import Direction
 from fleet.config.compare import Policy
-from fleet.model import MISSING_TEXT
+from fleet.model import p_value_text, percent_text
 
 Verdict = Literal["better", "worse", "changed", "no significant change", "insufficient data"]
 VERDICTS: tuple[Verdict, ...] = ("better", "worse", "changed", "no significant change",
@@ -289,17 +289,19 @@ def _judged(p: Policy, sides: tuple[Summary, Summary],
 
 def _significance(p: Policy, change: float | None, interval: tuple[float, float] | None,
                   p_value: float | None, shift: float | None) -> tuple[bool, str]:
-    ci = "" if interval is None else f" [{_pct(interval[0])}, {_pct(interval[1])}]"
-    moved = f"{_pct(change)}{ci}" if change is not None else f"shift {shift:+.4g}"
+    ci = "" if interval is None else \
+        f" [{percent_text(interval[0])}, {percent_text(interval[1])}]"
+    moved = f"{percent_text(change)}{ci}" if change is not None else f"shift {shift:+.4g}"
+    pv = p_value_text(p_value)
     if p_value is None or p_value >= p.alpha:
-        return False, f"p={_p(p_value)} >= {p.alpha:g}, {moved}"
+        return False, f"p={pv} >= {p.alpha:g}, {moved}"
     if interval is not None and interval[0] <= 0.0 <= interval[1]:
-        return False, f"p={_p(p_value)}, {moved}: the interval includes 0"
+        return False, f"p={pv}, {moved}: the interval includes 0"
     if change is not None and abs(change) < p.threshold_ratio:
-        return False, f"p={_p(p_value)}, {moved} within threshold {p.threshold_ratio:.1%}"
+        return False, f"p={pv}, {moved} within threshold {p.threshold_ratio:.1%}"
     if change is None and not shift:
-        return False, f"p={_p(p_value)}, no shift"
-    return True, f"p={_p(p_value)} < {p.alpha:g}, {moved}, threshold {p.threshold_ratio:.1%}"
+        return False, f"p={pv}, no shift"
+    return True, f"p={pv} < {p.alpha:g}, {moved}, threshold {p.threshold_ratio:.1%}"
 
 
 def _verdict(direction: Direction, significant: bool, change: float | None,
@@ -310,11 +312,3 @@ def _verdict(direction: Direction, significant: bool, change: float | None,
     if direction == "neutral":
         return "changed"
     return "worse" if up == (direction == "lower_is_better") else "better"
-
-
-def _pct(value: float | None) -> str:
-    return MISSING_TEXT if value is None else f"{value * 100:+.1f}%"
-
-
-def _p(value: float | None) -> str:
-    return MISSING_TEXT if value is None else f"{value:.2g}"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from fleet.model import MISSING_TEXT
+from fleet.model import MISSING_TEXT, percent_text
 from fleet.report.model import Cell, Change, HostView, MetricTable, ReportData, RunSummary
 
 CSS = """
@@ -161,16 +161,13 @@ def _cell(cell: Cell | None) -> str:
             f'{ci} <span class="n">n={cell.n}</span>{miss}</td>')
 
 
-def _pct(value: float | None) -> str:
-    return MISSING_TEXT if value is None else f"{value * 100.0:+.1f}%"
-
-
 def _change(change: Change | None) -> str:
     if change is None:
-        return "<td>-</td><td>-</td>"
-    ci = ("" if change.ci_low is None or change.ci_high is None
-          else f' <span class="ci">[{_pct(change.ci_low)}, {_pct(change.ci_high)}]</span>')
-    return (f"<td>{_pct(change.relative_change)}{ci}</td>"
+        return f"<td>{MISSING_TEXT}</td><td>{MISSING_TEXT}</td>"
+    low, high = change.ci_low, change.ci_high
+    ci = ("" if low is None or high is None
+          else f' <span class="ci">[{percent_text(low)}, {percent_text(high)}]</span>')
+    return (f"<td>{percent_text(change.relative_change)}{ci}</td>"
             f'<td title="{escape(change.reason)}">{escape(change.verdict)}</td>')
 
 
