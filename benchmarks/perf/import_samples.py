@@ -37,9 +37,10 @@ from fleet.export.host_series import host_series
 from fleet.export.importer import import_run, load_host_series
 from fleet.export.remote_write import RetryPolicy, compress, post
 from fleet.export.remote_write_codec import encode_labels, encode_timeseries, write_requests
-from fleet.export.store_reader import iter_job_samples, open_read_only
+from fleet.export.store_reader import open_read_only
 from fleet.runs import Attempt, JobKey, RunInfo, SeriesPoint
 from fleet.store import Store
+from fleet.store.export_reads import iter_job_samples
 from fleet.store.runs import create_run, record_attempt, set_run_status
 
 POINTS = 600

@@ -30,14 +30,10 @@ from fleet.errors import ConfigError, FleetError
 from fleet.export.host_series import HostSeries, TimeSeries, host_series, openmetrics_family
 from fleet.export.remote_write import RetryPolicy, send_batches
 from fleet.export.remote_write_codec import DEFAULT_BATCH_SAMPLES, write_requests
-from fleet.export.store_reader import (
-    iter_job_samples,
-    open_read_only,
-    select_runs,
-    stored_series_names,
-)
+from fleet.export.store_reader import open_read_only, select_runs
 from fleet.runs import RunInfo
 from fleet.store import Store
+from fleet.store.export_reads import iter_job_samples, stored_series_names
 
 DEFAULT_POLICY = RetryPolicy()
 

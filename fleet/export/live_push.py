@@ -21,7 +21,8 @@ from pathlib import Path
 from fleet.errors import ConfigError, FleetError
 from fleet.execute.events import AttemptFinished, RunEvent, RunStarted
 from fleet.export.prometheus import push_attempt
-from fleet.export.store_reader import open_read_only, read_static
+from fleet.export.store_reader import open_read_only
+from fleet.store.export_reads import read_static
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
 _REDACTED = "***"

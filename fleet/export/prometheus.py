@@ -45,15 +45,15 @@ from prometheus_client.registry import Collector
 from fleet import catalogue as cat
 from fleet.errors import FleetError
 from fleet.export.series import LiveExport, Series, attempt_series, sample_line
-from fleet.export.store_reader import (
+from fleet.export.store_reader import select_runs
+from fleet.runs import Attempt
+from fleet.store import DatabaseError, Store
+from fleet.store.export_reads import (
     data_version,
     read_increment,
     read_static,
     runs_by_status,
-    select_runs,
 )
-from fleet.runs import Attempt
-from fleet.store import DatabaseError, Store
 
 
 @dataclass(frozen=True)

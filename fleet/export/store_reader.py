@@ -1,6 +1,6 @@
 """The exporter's view of the store: opened read-only (``mode=ro``), exporting never creates,
-migrates or writes a store. The reads themselves (SQL) are fleet.store.export_reads; the
-records they return are in fleet.runs.
+migrates or writes a store. The reads themselves (SQL) are fleet.store.export_reads, which
+the exporter and importer call directly; the records they return are in fleet.runs.
 """
 
 from __future__ import annotations
@@ -11,19 +11,7 @@ from pathlib import Path
 from fleet.errors import StoreError
 from fleet.runs import RunInfo
 from fleet.store import Store
-from fleet.store.export_reads import (
-    data_version,
-    iter_job_samples,
-    read_increment,
-    read_static,
-    runs_by_status,
-    stored_series_names,
-)
 from fleet.store.runs import list_runs
-
-__all__ = ["FIRST_RUNS_SCHEMA", "data_version", "iter_job_samples", "open_read_only",
-           "read_increment", "read_static", "runs_by_status", "select_runs",
-           "stored_series_names"]
 
 FIRST_RUNS_SCHEMA = 2  # migration 2 created runs, attempts and results
 
