@@ -85,6 +85,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+def sigkill_after_setting(knob: Path, value: str) -> None:
+    """An agent takes the lock, sets ``knob`` to ``value`` (journaled) and is SIGKILLed."""
+    with session() as first:
+        lock(first)
+        assert first.write(str(knob), value, knob="set").ok
+        assert first.hello is not None
+        os.kill(first.hello.pid, signal.SIGKILL)
+        assert eventually(lambda: not alive(first.hello.pid))
+
+
 # ---- the journal ----------------------------------------------------------------------------
 
 
@@ -180,12 +190,7 @@ def test_a_silent_controller_is_taken_for_gone(state: Path, knob: Path) -> None:
 
 def test_a_sigkilled_agent_s_journal_is_replayed_by_the_next_lock(state: Path, knob: Path,
                                                                   tmp_path: Path) -> None:
-    with session() as first:
-        lock(first)
-        assert first.write(str(knob), "19", knob="set").ok
-        assert first.hello is not None
-        os.kill(first.hello.pid, signal.SIGKILL)
-        assert eventually(lambda: not alive(first.hello.pid))
+    sigkill_after_setting(knob, "19")
     assert knob.read_text() == "19" and journal(state) == {str(knob): "20"}
     with session() as second:
         assert lock(second) == (KnobRecovery(str(knob), "20", None),)
@@ -197,12 +202,7 @@ def test_an_unreadable_journal_is_kept_aside_and_reported_never_dropped(state: P
                                                                          knob: Path) -> None:
     """A journal a dead agent left half-written (or otherwise unreadable) cannot be replayed:
     the next lock says so, naming where the file was kept, and the knob is left as it is."""
-    with session() as first:
-        lock(first)
-        assert first.write(str(knob), "19", knob="set").ok
-        assert first.hello is not None
-        os.kill(first.hello.pid, signal.SIGKILL)
-        assert eventually(lambda: not alive(first.hello.pid))
+    sigkill_after_setting(knob, "19")
     (path,) = state.glob("host-*.journal")
     path.write_text('{"knobs": [{"path": "/proc/sys/vm/compaction_proact')  # torn
     with session() as second:
