@@ -62,3 +62,8 @@ class StoreError(FleetError):
 
 class LabError(FleetError):
     """The emulated lab cannot be created, inspected or torn down."""
+
+
+class ProvisionError(FleetError):
+    """Provisioning cannot start or cannot finish: a bad variant, a missing source, a refused
+    host (not a task that failed on one host: that is reported per host)."""

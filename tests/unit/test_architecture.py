@@ -22,6 +22,7 @@ ADAPTERS = {
     "sqlite3": "store/",
     "paramiko": "transport/ssh/",
     "ansible": "config/inventory/",
+    "ansible_runner": "provision/ansible.py",
     "prometheus_client": "export/prometheus.py",
     "grafana_client": "export/grafana/push.py",
     "cramjam": "export/remote_write.py",
