@@ -61,6 +61,15 @@ class JumpHost:
 
 
 @dataclass(frozen=True)
+class Become:
+    """Privilege escalation (``ansible_become``): fleet's agent and probe run through sudo as
+    ``user``; ``password`` (``ansible_become_password``) goes to sudo's stdin, never argv."""
+
+    user: str = "root"
+    password: Secret | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class Host:
     """One inventory host, as fleet needs it to connect. No secret is ever printed."""
 
@@ -84,6 +93,8 @@ class Host:
     keepalive_interval_seconds: float | None = None
     # IdentitiesOnly=yes: offer only key_files, not ssh-agent's keys
     identities_only: bool = False
+    # ansible_become: run the agent and the fact probe as another user (root) through sudo
+    become: Become | None = None
 
     def via(self) -> str | None:
         """How the connection is relayed, without secrets: 'jump a:22,b:22' or 'proxy sh'."""

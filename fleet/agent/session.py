@@ -64,9 +64,10 @@ from fleet.agent.protocol import (
     encode_request,
 )
 from fleet.agent.protocol_decode import decode_hello, decode_reply
-from fleet.agent.shipping import AGENT_ARGV, agent_source
+from fleet.agent.shipping import AGENT_ARGV, agent_source, start_failure
 from fleet.errors import HostBusyError, TransportError
-from fleet.transport.base import Stream, StreamTransport
+from fleet.model import Become
+from fleet.transport.base import Stream, StreamTransport, become_input, with_become
 
 R = TypeVar("R", bound=Reply)
 
@@ -79,7 +80,6 @@ DEFAULT_READ_MAX_BYTES = 1 << 20
 STUCK_MARGIN_SECONDS = 5.0  # beyond timeout + grace + the agent's drain time, the agent is stuck
 _EXIT_WAIT_SECONDS = 2.0
 _STDERR_TAIL_CHARS = 400
-_PYTHON_MISSING_EXIT = 127
 DEFAULT_HEARTBEAT_SECONDS = 5.0
 DEFAULT_SILENCE_SECONDS = 30.0  # no word for this long while waiting: the link is lost
 
@@ -91,8 +91,10 @@ class AgentSession:
                  request_timeout_seconds: float = 30.0,
                  start_timeout_seconds: float = 30.0,
                  heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
-                 silence_seconds: float = DEFAULT_SILENCE_SECONDS) -> None:
+                 silence_seconds: float = DEFAULT_SILENCE_SECONDS,
+                 become: Become | None = None) -> None:
         self.host_name = host_name
+        self._become = become
         self.hello: Hello | None = None
         self._transport = transport
         self._request_timeout = request_timeout_seconds
@@ -122,10 +124,10 @@ class AgentSession:
         if self._dead is not None:
             raise TransportError(self._dead.what, where=self.host_name, hint=self._dead.hint)
         source = agent_source()
-        stream = self._transport.open_stream(AGENT_ARGV)
+        stream = self._transport.open_stream(with_become(AGENT_ARGV, self._become))
         self._stream = stream
         with contextlib.suppress(TransportError):  # it ended at once: the readline says why
-            stream.write(f"{len(source)}\n{source.decode('utf-8')}")
+            stream.write(f"{become_input(self._become)}{len(source)}\n{source.decode('utf-8')}")
         try:
             line = stream.readline(timeout_seconds=self._start_timeout)
         except TransportError:
@@ -164,13 +166,9 @@ class AgentSession:
         return hello
 
     def _start_failure(self, stream: Stream) -> TransportError:
-        code = _exit_code(stream)
-        tail = _tail(stream.stderr)
-        if code == _PYTHON_MISSING_EXIT or ("python3: " in tail and "not found" in tail):
-            return self._die(f"python3 not found ({tail or f'exit {code}'})",
-                             "install python3 (3.8 or newer) on the host", with_stderr=False)
-        return self._die(f"the agent exited at start (exit {code}): {tail or 'no stderr'}",
-                         "check python3 on the host", with_stderr=False)
+        what, hint = start_failure(_exit_code(stream), stream.stderr, _tail(stream.stderr),
+                                   self._become)
+        return self._die(what, hint, with_stderr=False)
 
     def close(self) -> None:
         """Shut the agent down (a running child is killed) and wait for it; idempotent."""

@@ -8,6 +8,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from fleet.model import Become
+from fleet.transport.base import BECOME_HINT, become_failure
+
 # Reads the agent's source (a decimal byte count, a newline, the bytes) from stdin, refuses a
 # python older than 3.8 with one "fatal" line, then runs the agent. Valid Python 2 and 3.
 BOOTSTRAP = """\
@@ -32,6 +35,7 @@ exec(compile(take(int(header)), "fleet-agent", "exec"), scope)
 scope["main"]()
 """
 AGENT_ARGV = ("python3", "-I", "-u", "-c", BOOTSTRAP)
+PYTHON_MISSING_EXIT = 127
 REMOTE_DIR = Path(__file__).with_name("remote")
 RUNNER = "runner.py"  # first: its __future__ line covers the whole text
 _FUTURE_LINE = "from __future__ import annotations\n"
@@ -56,3 +60,16 @@ def agent_source() -> bytes:
             raise ValueError(f"{path.name} lacks {_FUTURE_LINE.strip()!r}")
         parts.append(text.replace(_FUTURE_LINE, "", 1))
     return "\n\n".join(parts).encode("utf-8")
+
+
+def start_failure(code: int | None, stderr: str, tail: str,
+                  become: Become | None) -> tuple[str, str]:
+    """What an agent that ended before its hello means, and what to do: (what, hint)."""
+    refused = become_failure(stderr) if become is not None else None
+    if become is not None and refused is not None:
+        return f"sudo refused to start the agent as {become.user}: {refused}", BECOME_HINT
+    if code == PYTHON_MISSING_EXIT or ("python3: " in tail and "not found" in tail):
+        return (f"python3 not found ({tail or f'exit {code}'})",
+                "install python3 (3.8 or newer) on the host")
+    return (f"the agent exited at start (exit {code}): {tail or 'no stderr'}",
+            "check python3 on the host")

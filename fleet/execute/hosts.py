@@ -103,7 +103,7 @@ class Connections:
             transport.close()
             raise TransportError("this transport cannot run the agent", where=host.name,
                                  hint="use an ssh or local connection")
-        session = AgentSession(transport, host_name=host.name)
+        session = AgentSession(transport, host_name=host.name, become=host.become)
         try:
             session.start()
         except TransportError:

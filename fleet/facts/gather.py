@@ -13,6 +13,7 @@ from fleet.facts.probe import PROBE_SCRIPT
 from fleet.facts.tree import parse_dump
 from fleet.model import Facts, Host, HostOutcome
 from fleet.transport import Transport, connect
+from fleet.transport.base import BECOME_HINT, become_failure, become_input, with_become
 
 Connector = Callable[[Host], Transport]
 
@@ -22,8 +23,14 @@ PROBE_TIMEOUT_SECONDS = 60.0
 def probe_host(transport: Transport, host: Host) -> Facts:
     """Run the probe once on an open transport and parse what it printed."""
     collected_at = time.time()
-    result = transport.run(["sh", "-c", PROBE_SCRIPT], timeout_seconds=PROBE_TIMEOUT_SECONDS)
+    result = transport.run(with_become(["sh", "-c", PROBE_SCRIPT], host.become),
+                           stdin=become_input(host.become) or None,
+                           timeout_seconds=PROBE_TIMEOUT_SECONDS)
     if not result.ok:
+        refused = become_failure(result.stderr)
+        if refused is not None:
+            raise TransportError(f"sudo refused the fact probe: {refused}", where=host.name,
+                                 hint=BECOME_HINT)
         detail = result.stderr.strip().splitlines()[-1:] or ["no stderr"]
         raise TransportError(f"fact probe exited {result.exit_code}: {detail[0]}",
                              where=host.name, hint="check that the host has a POSIX sh")

@@ -46,7 +46,9 @@ def render_config(host: HostRecord, authorized_keys: Path) -> str:
         f"Port {host.port}",
         f"HostKey {host.host_key_path}",
         f"PidFile {host.pid_file}",
-        f"AuthorizedKeysFile {authorized_keys}",
+        # the lab's key for root; a normal user's own ~/.ssh/authorized_keys (sshd reads it as
+        # that user: the lab's file is root's only)
+        f"AuthorizedKeysFile {authorized_keys} .ssh/authorized_keys",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from fleet.model import Become
+
 PRIVATE_KEY_MARKERS = (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"-----BEGIN RSA PRIVATE KEY-----",
                        b"-----BEGIN EC PRIVATE KEY-----", b"-----BEGIN DSA PRIVATE KEY-----",
                        b"-----BEGIN PRIVATE KEY-----", b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -18,6 +20,37 @@ def not_a_private_key(path: str, head: bytes) -> str | None:
         return None
     public = head.startswith((b"ssh-", b"ecdsa-", b"sk-"))
     return f"SSH key file {path} is not a private key{' (it is a public key)' if public else ''}"
+
+
+def with_become(argv: Sequence[str], become: Become | None) -> tuple[str, ...]:
+    """argv as ``become.user`` through sudo (no shell; ``-S`` reads a password from stdin,
+    ``-n`` fails at once when sudo would ask for one; ``-p ''``: no prompt in the output)."""
+    if become is None:
+        return tuple(argv)
+    mode = "-S" if become.password is not None else "-n"
+    return ("sudo", mode, "-p", "", "-u", become.user, "--", *argv)
+
+
+def become_input(become: Become | None) -> str:
+    """What goes to the command's stdin before anything else: sudo's password line, or ''."""
+    if become is None or become.password is None:
+        return ""
+    return become.password.reveal() + "\n"
+
+
+BECOME_HINT = ("check ansible_become_password, or let the user run commands as root "
+               "without a password in sudoers (NOPASSWD), or connect as root")
+BECOME_FAILURES = ("incorrect password", "a password is required", "is not in the sudoers",
+                   "not allowed to execute", "may not run sudo", "sudo: unknown user",
+                   "sudo: not found", "sudo: command not found")
+
+
+def become_failure(stderr: str) -> str | None:
+    """sudo's own refusal in ``stderr`` (one line), or None when sudo was not the problem."""
+    for line in stderr.splitlines():
+        if any(marker in line for marker in BECOME_FAILURES):
+            return line.strip()
+    return None
 
 
 KEY_FILE_HINT = ("point ansible_ssh_private_key_file (or IdentityFile) at the private key, the "

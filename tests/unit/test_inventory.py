@@ -377,3 +377,38 @@ def test_a_public_key_as_private_key_file_is_refused_at_load(tmp_path: Path) -> 
     binary.write_bytes(bytes(range(256)))
     with pytest.raises(InventoryError, match=r"^web1 .*SSH key file .*blob is not a private key"):
         ssh_host(tmp_path, f"-i {binary}")
+
+
+# ---- ansible_become ----------------------------------------------------------------------------
+
+
+def become_of(tmp_path: Path, host_vars: dict[str, object]) -> Host:
+    path = tmp_path / "become.yml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"h": host_vars}}}))
+    return load_inventory([path]).hosts[0]
+
+
+def test_become_with_user_and_password_keeps_the_password_secret(tmp_path: Path) -> None:
+    host = become_of(tmp_path, {"ansible_become": "yes", "ansible_become_user": "admin",
+                                "ansible_become_password": "s3cret"})
+    assert host.become is not None and host.become.user == "admin"
+    assert host.become.password is not None and host.become.password.reveal() == "s3cret"
+    assert "s3cret" not in repr(host)
+
+
+def test_become_defaults_to_root_without_password(tmp_path: Path) -> None:
+    host = become_of(tmp_path, {"ansible_become": True})
+    assert host.become is not None and (host.become.user, host.become.password) == ("root", None)
+    assert become_of(tmp_path, {"ansible_become": False, "ansible_become_user": "x"}).become is None
+    assert become_of(tmp_path, {}).become is None
+
+
+@pytest.mark.parametrize(("host_vars", "says"), [
+    ({"ansible_become": True, "ansible_become_method": "su"}, "ansible_become_method=su"),
+    ({"ansible_become": "perhaps"}, "ansible_become='perhaps' is not a boolean"),
+])
+def test_become_that_fleet_cannot_do_is_one_line(tmp_path: Path, host_vars: dict[str, object],
+                                                 says: str) -> None:
+    with pytest.raises(InventoryError) as caught:
+        become_of(tmp_path, host_vars)
+    assert says in caught.value.line() and "h (" in caught.value.line()

@@ -22,7 +22,7 @@ from fleet.config.inventory.ssh_args import (
     parse_yes_no,
 )
 from fleet.errors import InventoryError
-from fleet.model import ConnectionKind, Host, Secret
+from fleet.model import Become, ConnectionKind, Host, Secret
 from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 
 _CONNECTIONS: Mapping[str, ConnectionKind] = {
@@ -67,8 +67,40 @@ def to_host(name: str, variables: Mapping[str, Any], loader: Any) -> Host:
                                          args),
         accept_new_host_keys=_accept_new(where, args.get("stricthostkeychecking"),
                                          var("ansible_host_key_checking")),
+        become=_become(where, var),
         **_relay(where, args),
     )
+
+
+_BECOME_METHODS = ("sudo", "ansible.builtin.sudo")
+
+
+def _become(where: str, var: Var) -> Become | None:
+    """ansible_become and its user, method (sudo only) and password."""
+    enabled = var("ansible_become", "ansible_sudo")
+    if enabled is None or not _truthy(where, enabled, "ansible_become"):
+        return None
+    method = var("ansible_become_method")
+    if method is not None and str(method) not in _BECOME_METHODS:
+        raise InventoryError(f"ansible_become_method={method} is not supported", where=where,
+                             hint="fleet becomes root through sudo: use ansible_become_method: "
+                                  "sudo (or connect as root)")
+    user = var("ansible_become_user")
+    password = var("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass")
+    return Become(user=str(user) if user is not None else "root",
+                  password=Secret(str(password)) if password is not None else None)
+
+
+def _truthy(where: str, value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1", "y", "t"):
+        return True
+    if text in ("false", "no", "off", "0", "n", "f", ""):
+        return False
+    raise InventoryError(f"{name}={value!r} is not a boolean", where=where,
+                         hint="use true or false")
 
 
 def _relay(where: str, args: SshArgs) -> dict[str, Any]:
