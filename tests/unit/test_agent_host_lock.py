@@ -22,6 +22,7 @@ import pytest
 
 from fleet.agent import AgentSession
 from fleet.agent.protocol import KnobRecovery, LockWait
+from fleet.agent.session import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_SILENCE_SECONDS
 from fleet.errors import HostBusyError, TransportError
 from fleet.model import Host
 from fleet.transport.local import LocalTransport
@@ -44,9 +45,11 @@ def knob(tmp_path: Path) -> Path:
     return path
 
 
-def session(**kwargs: float) -> AgentSession:
+def session(*, heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+            silence_seconds: float = DEFAULT_SILENCE_SECONDS) -> AgentSession:
     host = Host(name="me", address="localhost", connection="local")
-    return AgentSession(LocalTransport(host), host_name="me", **kwargs)
+    return AgentSession(LocalTransport(host), host_name="me",
+                        heartbeat_seconds=heartbeat_seconds, silence_seconds=silence_seconds)
 
 
 @pytest.fixture
