@@ -11,6 +11,7 @@ variables) is a fresh 0700 temporary directory, removed afterwards.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fleet.config.inventory.ssh_config import user_config
 from fleet.errors import ProvisionError
 
 TaskStatus = Literal["ok", "changed", "failed", "unreachable", "skipped"]
@@ -89,7 +91,7 @@ def ansible_environment(host_count: int, scratch: Path) -> dict[str, str]:
     """fleet's Ansible settings: fast (pipelining, one SSH master per host) and strict."""
     return {
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
+        "ANSIBLE_SSH_ARGS": _ssh_args(),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(scratch / "cp"),
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_FORKS": str(max(1, min(host_count, 50))),
@@ -102,6 +104,15 @@ def ansible_environment(host_count: int, scratch: Path) -> dict[str, str]:
         # ansible-playbook from fleet's own environment first
         "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
     }
+
+
+def _ssh_args() -> str:
+    """One SSH master per host; the same ~/.ssh/config ($HOME's) as fleet's own transport."""
+    args = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s"]
+    config = user_config()
+    if config is not None:
+        args += ["-F", str(config)]
+    return shlex.join(args)
 
 
 def run_playbook(request: PlaybookRequest, *,
@@ -216,13 +227,18 @@ def task_event(name: str, data: Mapping[str, Any]) -> TaskEvent | None:
 
 
 def _message(result: Mapping[str, Any]) -> str | None:
-    """The one line that says why: Ansible's ``msg``, else the command's stderr or stdout."""
-    for key in ("msg", "stderr", "stdout", "module_stderr"):
-        value = result.get(key)
-        if isinstance(value, str) and value.strip():
-            line = " ".join(value.split())
-            return line if len(line) <= _MESSAGE_CHARS else line[:_MESSAGE_CHARS - 3] + "..."
-    return None
+    """The one line that says why: Ansible's ``msg`` (with the module's first stderr line when
+    the module itself failed), else the command's stderr or stdout."""
+    texts = [result.get(key) for key in ("msg", "stderr", "stdout", "module_stderr")]
+    lines = [" ".join(t.split()) for t in texts if isinstance(t, str) and t.strip()]
+    if not lines:
+        return None
+    line = lines[0]
+    module_stderr = result.get("module_stderr")
+    if isinstance(module_stderr, str) and module_stderr.strip() and len(lines) > 1:
+        first = next(ln.strip() for ln in module_stderr.splitlines() if ln.strip())
+        line = f"{line}: {first}"
+    return line if len(line) <= _MESSAGE_CHARS else line[:_MESSAGE_CHARS - 3] + "..."
 
 
 def describe_recaps(recaps: Sequence[HostRecap]) -> str:

@@ -21,6 +21,7 @@ import yaml
 
 from fleet.config.inventory.host import to_host
 from fleet.config.inventory.limit import apply_limit
+from fleet.config.inventory.ssh_config import resolve, user_config
 from fleet.errors import InventoryError
 from fleet.model import Host
 
@@ -79,8 +80,14 @@ def _load(paths: tuple[Path, ...], limit: str | None) -> Inventory:
         apply_limit(manager, limit, everyone)
     selected = manager.get_hosts("all")
     variables = VariableManager(loader=loader, inventory=manager)
-    hosts = tuple(to_host(h.name, variables.get_vars(host=h, include_hostvars=False), loader)
-                  for h in selected)
+    host_vars = [(h.name, variables.get_vars(host=h, include_hostvars=False)) for h in selected]
+    hosts = tuple(to_host(name, v, loader) for name, v in host_vars)
+    config = user_config()
+    if config is not None:  # OpenSSH's view of ~/.ssh/config for each address, behind the inventory
+        found = resolve(config, [h.address for h in hosts if h.connection == "ssh"])
+        hosts = tuple(to_host(name, v, loader, ssh_config=found.get(h.address, ()))
+                      if h.connection == "ssh" and found.get(h.address) else h
+                      for (name, v), h in zip(host_vars, hosts, strict=True))
     return Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
 
 

@@ -15,12 +15,14 @@ from typing import Any
 
 from fleet.config.inventory.ssh_args import (
     SshArgs,
+    behind,
     parse_jumps,
     parse_port,
     parse_seconds,
     parse_ssh_args,
     parse_yes_no,
 )
+from fleet.config.inventory.ssh_config import Options
 from fleet.errors import InventoryError
 from fleet.model import Become, ConnectionKind, Host, Secret
 from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
@@ -36,7 +38,9 @@ _STRICT = {"yes": False, "true": False, "ask": False,
 Var = Callable[..., Any]
 
 
-def to_host(name: str, variables: Mapping[str, Any], loader: Any) -> Host:
+def to_host(name: str, variables: Mapping[str, Any], loader: Any, *,
+            ssh_config: Options = ()) -> Host:
+    """``ssh_config``: what ~/.ssh/config sets for the host's address (behind the inventory)."""
     from ansible.template import Templar
 
     templar = Templar(loader=loader, variables=variables)
@@ -52,10 +56,12 @@ def to_host(name: str, variables: Mapping[str, Any], loader: Any) -> Host:
     connection = _connection(where, var("ansible_connection"))
     args = parse_ssh_args(where, [var("ansible_ssh_common_args"), var("ansible_ssh_extra_args")]
                           if connection == "ssh" else [])
+    args = behind(args, ssh_config)
+    address = str(var("ansible_host", "ansible_ssh_host") or name)
     password = var("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
     return Host(
         name=name,
-        address=str(var("ansible_host", "ansible_ssh_host") or name),
+        address=args.get("hostname") or address,
         connection=connection,
         port=_port(where, var("ansible_port", "ansible_ssh_port"), args),
         user=_optional_str(var("ansible_user", "ansible_ssh_user") or args.get("user")),

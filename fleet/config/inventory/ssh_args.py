@@ -51,6 +51,21 @@ class SshArgs:
         return tuple(v for k, v in self.all_options if k == "identityfile")
 
 
+def behind(args: SshArgs, config: tuple[tuple[str, str], ...]) -> SshArgs:
+    """``args`` first, then what an SSH config file sets (first value wins, IdentityFile
+    accumulates, as in ssh). A relay (ProxyJump or ProxyCommand) the arguments choose keeps
+    the config's out: ssh uses the first of the two it sees."""
+    if not config:
+        return args
+    relay = {"proxyjump", "proxycommand"}
+    has_relay = any(k in relay for k, _ in args.options)
+    extra = [(k, v) for k, v in config if not (has_relay and k in relay)]
+    first = dict(args.options)
+    for key, value in extra:
+        first.setdefault(key, value)
+    return SshArgs(options=tuple(first.items()), all_options=(*args.all_options, *extra))
+
+
 def parse_ssh_args(where: str, args: Sequence[object]) -> SshArgs:
     """Every ``-o`` and flag from the argument strings, each checked; InventoryError otherwise."""
     pairs: list[tuple[str, str]] = []
