@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from fleet.codec import facts_from_json_data, facts_to_json_data
+from fleet.compare.fingerprint import differences, host_fields, ignored_fields
 from fleet.facts.build import build_facts
 from fleet.facts.tree import parse_dump, parse_ls_line, render_dump
 from fleet.model import Facts, KvmInfo
 from fleet.plan.provisioning import ModuleKnob, Step, kernel_text, provisioning
+from fleet.runs import KnobState
 
 PROBES = Path(__file__).parents[1] / "data" / "probes"
 
@@ -194,3 +196,38 @@ def test_the_heaviest_step_decides_and_knobs_alone_do_not_block(guest: Facts) ->
     assert reach.failure() == (
         "variant kernel=6.12.0-1-amd64 needs a kexec (another kernel); kvm.enable_pmu=Y needs "
         "a module reload (read-only parameter); run `fleet provision` first")
+
+
+# ---- like for like: the module parameters a case ran with ---------------------------------------
+
+
+def knob(value: str) -> KnobState:
+    return KnobState("kvm.eager_page_split", "/sys/module/kvm/parameters/eager_page_split",
+                     "Y", value, value, True)
+
+
+def with_param(facts: Facts, value: str) -> Facts:
+    kvm = facts.kvm.modules[0]
+    params = tuple((n, value if n == "eager_page_split" else v) for n, v in kvm.parameters)
+    return replace(facts, kvm=replace(facts.kvm, modules=(replace(kvm, parameters=params),
+                                                          *facts.kvm.modules[1:])))
+
+
+def test_module_parameters_the_case_ran_with_are_compared(guest: Facts) -> None:
+    ran_n = host_fields(guest, [knob("N")])  # a Y host, set to N by the run
+    ran_y = host_fields(guest, [knob("Y")])  # verified: the host's own Y
+    default_n = host_fields(with_param(guest, "N"), [])  # an N host, no such axis
+    assert dict(ran_n)["kvm_parameters"] != dict(ran_y)["kvm_parameters"]
+    assert '"kvm.eager_page_split": "N"' in dict(ran_n)["kvm_parameters"]
+    assert [d.field for d in differences("g", [ran_n], [ran_y])] == ["kvm_parameters"]
+    assert differences("g", [ran_n], [default_n]) == ()  # N is N, set or not
+    assert dict(ran_n)["knobs"] == "{}"  # not a second time among the knobs
+    # the axis under test is not a mismatch; anything else about KVM still is
+    axis = "kvm.eager_page_split"
+    assert differences("g", [host_fields(guest, [knob("N")], axis=axis)],
+                       [host_fields(guest, [knob("Y")], axis=axis)]) == ()
+    assert ignored_fields(axis) == frozenset({"kernel_cmdline"})
+    assert "kvm_parameters" in ignored_fields("kernel")
+    # without facts only knobs are compared: the module parameter is among them
+    assert [d.field for d in differences("g", [host_fields(None, [knob("N")])],
+                                         [host_fields(None, [knob("Y")])])] == ["knobs"]

@@ -99,7 +99,7 @@ def _boot(where: str, value: Any, lab_kind: Any) -> BootMethod | None:
     if value in {"kexec", "reboot"}:
         return cast(BootMethod, value)
     raise InventoryError(f"fleet_boot={value!r} is not kexec or reboot", where=where,
-                         hint="set fleet_boot: kexec (or reboot, the default) for this host")
+                         hint="set fleet_boot to kexec, or to reboot (the default)")
 
 
 def _optional_str(value: Any) -> str | None:
