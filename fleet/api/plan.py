@@ -10,6 +10,7 @@ from fleet.config.suite import Suite
 from fleet.errors import ConfigError
 from fleet.model import Case, Facts, Host, Plan
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
+from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan
 
 _REASONS_SHOWN = 3
@@ -82,8 +83,29 @@ def _case_json(case: Case) -> dict[str, Any]:
     }
 
 
-def plan_summary(result: Plan) -> dict[str, Any]:
-    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons."""
+def provisioning_needed(result: Plan, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
+                        ) -> tuple[GroupProvisioning, ...]:
+    """Per host, each variant group it is not in yet and how it would get there
+    (fleet.plan.provisioning: knob, reload, kexec, reboot, unknown, impossible)."""
+    boot = {h.name: h.boot for h in hosts if h.boot is not None}
+    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot)
+
+
+def _provisioning_json(group: GroupProvisioning) -> dict[str, Any]:
+    reach = group.provisioning
+    return {"host": group.host, "variant": dict(group.variant), "cases": list(group.case_ids),
+            "how": reach.how, "runs_without_provisioning": reach.failure() is None,
+            "reason": reach.failure(),
+            "steps": [{"name": s.name, "wanted": s.wanted, "current": s.current, "how": s.how,
+                       "why": s.why} for s in reach.steps]}
+
+
+def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] = ()
+                 ) -> dict[str, Any]:
+    """The plan as JSON-able data: totals, cases by id, per-host queues (each variant group
+    with how the host reaches it: None when it already is that variant), skip reasons, and
+    ``provisioning``: the groups that need a step (given: ``provisioning_needed``)."""
+    how = {(g.host, g.variant): g.provisioning.how for g in provisioning}
     return {
         "suite": result.suite,
         "seed": result.seed,
@@ -101,10 +123,11 @@ def plan_summary(result: Plan) -> dict[str, Any]:
         "hosts": [
             {"host": q.host, "runs": sum(len(g.entries) for g in q.groups),
              "estimate_seconds": q.estimate_seconds,
-             "groups": [{"variant": dict(g.variant),
+             "groups": [{"variant": dict(g.variant), "how": how.get((q.host, g.variant)),
                          "queue": [[e.case_id, e.repetition] for e in g.entries]}
                         for g in q.groups]}
             for q in result.queues],
         "skipped": [{"case_id": s.case_id, "reason": s.reason} for s in result.skipped],
         "hosts_without_facts": list(result.hosts_without_facts),
+        "provisioning": [_provisioning_json(g) for g in provisioning],
     }

@@ -18,11 +18,12 @@ suite's ``1``, ``true``, ``on`` mean ``Y``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from fleet.knobs import module_param_path
-from fleet.model import Assignment, BootMethod, Facts, ParamValue
+from fleet.model import Assignment, BootMethod, Facts, HostQueue, ParamValue
 from fleet.workloads.base import format_param_value
 
 How = Literal["knob", "reload", "kexec", "reboot", "unknown", "impossible"]
@@ -181,3 +182,27 @@ def kernel_text(text: str, current: str) -> str | None:
     if lower in _FALSE:
         return "N"
     return None
+
+
+@dataclass(frozen=True)
+class GroupProvisioning:
+    """One variant group of a host's queue that the host is not in yet, and how it gets there."""
+
+    host: str
+    variant: Assignment
+    case_ids: tuple[str, ...]  # the group's cases, in queue order, once each
+    provisioning: Provisioning
+
+
+def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
+                      boot: Mapping[str, BootMethod]) -> tuple[GroupProvisioning, ...]:
+    """Every (host, variant group) of a plan that needs a step, host by host in queue order."""
+    out: list[GroupProvisioning] = []
+    for queue in queues:
+        for group in queue.groups:
+            reach = provisioning(group.variant, facts.get(queue.host),
+                                 boot=boot.get(queue.host))
+            if reach.steps:
+                cases = tuple(dict.fromkeys(e.case_id for e in group.entries))
+                out.append(GroupProvisioning(queue.host, group.variant, cases, reach))
+    return tuple(out)
