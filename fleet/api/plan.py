@@ -8,7 +8,7 @@ from typing import Any
 
 from fleet.config.suite import Suite
 from fleet.errors import ConfigError
-from fleet.model import Case, Facts, Host, Plan
+from fleet.model import Case, Facts, Host, Plan, VariantGroup
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan
@@ -100,12 +100,28 @@ def _provisioning_json(group: GroupProvisioning) -> dict[str, Any]:
                        "why": s.why} for s in reach.steps]}
 
 
-def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] = ()
+def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] | None = None
                  ) -> dict[str, Any]:
-    """The plan as JSON-able data: totals, cases by id, per-host queues (each variant group
-    with how the host reaches it: None when it already is that variant), skip reasons, and
-    ``provisioning``: the groups that need a step (given: ``provisioning_needed``)."""
-    how = {(g.host, g.variant): g.provisioning.how for g in provisioning}
+    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons (the
+    stored plan's document, fleet.codec). With ``provisioning`` (``provisioning_needed``),
+    as `fleet plan --json` shows it: each variant group also says ``how`` the host reaches it
+    (None: it already is that variant), and ``provisioning`` lists the groups needing a step."""
+    data = _summary(result)
+    if provisioning is not None:
+        how = {(g.host, g.variant): g.provisioning.how for g in provisioning}
+        for host in data["hosts"]:
+            for group, planned in zip(host["groups"], _groups_of(result, host["host"]),
+                                      strict=True):
+                group["how"] = how.get((host["host"], planned.variant))
+        data["provisioning"] = [_provisioning_json(g) for g in provisioning]
+    return data
+
+
+def _groups_of(result: Plan, host: str) -> tuple[VariantGroup, ...]:
+    return next(q.groups for q in result.queues if q.host == host)
+
+
+def _summary(result: Plan) -> dict[str, Any]:
     return {
         "suite": result.suite,
         "seed": result.seed,
@@ -123,11 +139,10 @@ def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] = ()
         "hosts": [
             {"host": q.host, "runs": sum(len(g.entries) for g in q.groups),
              "estimate_seconds": q.estimate_seconds,
-             "groups": [{"variant": dict(g.variant), "how": how.get((q.host, g.variant)),
+             "groups": [{"variant": dict(g.variant),
                          "queue": [[e.case_id, e.repetition] for e in g.entries]}
                         for g in q.groups]}
             for q in result.queues],
         "skipped": [{"case_id": s.case_id, "reason": s.reason} for s in result.skipped],
         "hosts_without_facts": list(result.hosts_without_facts),
-        "provisioning": [_provisioning_json(g) for g in provisioning],
     }

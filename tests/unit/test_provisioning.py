@@ -231,3 +231,50 @@ def test_module_parameters_the_case_ran_with_are_compared(guest: Facts) -> None:
     # without facts only knobs are compared: the module parameter is among them
     assert [d.field for d in differences("g", [host_fields(None, [knob("N")])],
                                          [host_fields(None, [knob("Y")])])] == ["knobs"]
+
+
+# ---- fleet plan: per host, how ------------------------------------------------------------------
+
+PLAN_SUITE = """\
+schema_version: 1
+name: eps
+workloads:
+  - name: look
+    type: command
+    argv: [cat, /sys/module/kvm/parameters/eager_page_split]
+    axes:
+      kvm.eager_page_split: [N, Y]
+"""
+
+
+def test_plan_says_per_host_how_each_variant_is_reached(guest: Facts, host: Facts) -> None:
+    from rich.console import Console
+
+    from fleet.api.plan import plan_suite, plan_summary, provisioning_needed
+    from fleet.cli.render import plan_view
+    from fleet.config.suite import parse_suite
+    from fleet.model import Host
+
+    facts = [replace(guest, host="guest"), replace(host, host="intel")]
+    hosts = [Host("guest", "192.0.2.1", boot="kexec"), Host("intel", "192.0.2.2")]
+    plan = plan_suite(parse_suite(PLAN_SUITE, source="eps.yml"), facts, hosts, seed=1,
+                      where="eps.yml")
+    needed = provisioning_needed(plan, facts, hosts)
+    assert [(g.host, dict(g.variant), g.provisioning.how) for g in needed] == [
+        ("guest", {"kvm.eager_page_split": "N"}, "knob"),
+        ("intel", {"kvm.eager_page_split": "N"}, "reload")]
+    data = plan_summary(plan, needed)
+    assert [[g["how"] for g in h["groups"]] for h in data["hosts"]] == \
+        [["knob", None], ["reload", None]]
+    (intel,) = [p for p in data["provisioning"] if p["host"] == "intel"]
+    assert intel["runs_without_provisioning"] is False
+    assert intel["reason"] == ("variant kvm.eager_page_split=N needs a module reload "
+                               "(read-only parameter); run `fleet provision` first")
+    assert intel["steps"] == [{"name": "kvm.eager_page_split", "wanted": "N", "current": "Y",
+                               "how": "reload", "why": "read-only parameter"}]
+    assert "provisioning" not in plan_summary(plan)  # the stored plan's document is unchanged
+    console = Console(record=True, width=200)
+    console.print(plan_view(plan, needed))
+    text = console.export_text()
+    assert "kvm.eager_page_split=N (host: Y): knob, writable parameter" in text
+    assert "kvm.eager_page_split=N (host: Y): reload, read-only parameter" in text
