@@ -1,8 +1,10 @@
 """Knobs, variants and requirements: what a case sets on a host, and what it needs from it.
 
 A knob is a runtime setting the executor writes before a case (and restores after); a variant
-(``kernel``, ``kernel_cmdline``, ``<module>.<param>``) needs provisioning (a package, a reboot,
-a module reload), so the plan groups cases by variant.
+(``kernel``, ``kernel_cmdline``, ``<module>.<param>``) may need provisioning (a package, a
+reboot, a module reload), so the plan groups cases by variant. A ``<module>.<param>`` variant
+whose parameter is writable on a host is reached there like a knob
+(fleet.plan.provisioning says how each host reaches each variant).
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ _MODULE_PARAM = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
 
 def is_variant(name: str) -> bool:
     return name in VARIANT_NAMES or _MODULE_PARAM.fullmatch(name) is not None
+
+
+def is_module_param(name: str) -> bool:
+    """``kvm.eager_page_split``: a kernel module parameter (``/sys/module/<m>/parameters``)."""
+    return _MODULE_PARAM.fullmatch(name) is not None
+
+
+def module_param_path(module: str, param: str) -> str:
+    """Where the kernel shows (and, when writable, takes) a module parameter."""
+    return f"/sys/module/{module}/parameters/{param}"
 
 
 def knob_requirements(knobs: Mapping[str, ParamValue]) -> Requirements:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ConnectionKind = Literal["ssh", "local"]
+BootMethod = Literal["kexec", "reboot"]
 # how every text output (CLI tables, Markdown, JUnit, HTML) shows a value that is None
 MISSING_TEXT = "-"
 
@@ -95,6 +96,9 @@ class Host:
     identities_only: bool = False
     # ansible_become: run the agent and the fact probe as another user (root) through sudo
     become: Become | None = None
+    # how it boots another kernel: `fleet_boot` (kexec or reboot); emulated lab guests
+    # (fleet_lab_kind: vm) kexec; None: reboot
+    boot: BootMethod | None = None
 
     def via(self) -> str | None:
         """How the connection is relayed, without secrets: 'jump a:22,b:22' or 'proxy sh'."""
@@ -180,6 +184,17 @@ class CpuInfo:
 class KvmModule:
     name: str  # kvm, kvm_intel, kvm_amd
     parameters: tuple[tuple[str, str], ...]  # sorted (name, value)
+    # sorted (name, whether its mode has the owner write bit: settable at runtime); None: the
+    # modes were not probed (facts stored before fleet recorded them, or `ls` failed there)
+    writable: tuple[tuple[str, bool], ...] | None = None
+
+    def value(self, param: str) -> str | None:
+        """The parameter's value as the kernel prints it, or None: no such parameter."""
+        return dict(self.parameters).get(param)
+
+    def is_writable(self, param: str) -> bool | None:
+        """Whether ``param`` can be set at runtime; None: unknown (no mode recorded)."""
+        return None if self.writable is None else dict(self.writable).get(param)
 
 
 @dataclass(frozen=True)
@@ -245,7 +260,8 @@ def comparable_fields(facts: Facts) -> Mapping[str, object]:
 
     Node memory is left out: a node's MemTotal drifts (a ballooned or hot-plugged VM, memory
     the kernel reserves) and would make the same host "not like for like" minutes later; the
-    facts keep it (``NumaNode.mem_total_bytes``) for reports and ``requires``."""
+    facts keep it (``NumaNode.mem_total_bytes``) for reports and ``requires``. KVM module
+    parameters (values, not their modes) are in: ``eager_page_split=N`` is another setup."""
     return {
         "cpu_model": facts.cpu.model_name,
         "microcode": facts.cpu.microcode,
@@ -255,7 +271,13 @@ def comparable_fields(facts: Facts) -> Mapping[str, object]:
         "kernel_release": facts.kernel_release,
         "kernel_cmdline": facts.kernel_cmdline,
         "thp_enabled": facts.thp_enabled,
+        "kvm_parameters": kvm_parameters(facts),
     }
+
+
+def kvm_parameters(facts: Facts) -> dict[str, str]:
+    """``{"kvm.eager_page_split": "Y", ...}``: every loaded KVM module's parameter values."""
+    return {f"{m.name}.{name}": value for m in facts.kvm.modules for name, value in m.parameters}
 
 
 # ---- suites, cases and plans (fleet.config.suite, fleet.plan.matrix, fleet.plan.schedule) --------

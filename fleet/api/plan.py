@@ -8,8 +8,9 @@ from typing import Any
 
 from fleet.config.suite import Suite
 from fleet.errors import ConfigError
-from fleet.model import Case, Facts, Host, Plan
+from fleet.model import Case, Facts, Host, Plan, VariantGroup
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
+from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan
 
 _REASONS_SHOWN = 3
@@ -82,8 +83,45 @@ def _case_json(case: Case) -> dict[str, Any]:
     }
 
 
-def plan_summary(result: Plan) -> dict[str, Any]:
-    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons."""
+def provisioning_needed(result: Plan, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
+                        ) -> tuple[GroupProvisioning, ...]:
+    """Per host, each variant group it is not in yet and how it would get there
+    (fleet.plan.provisioning: knob, reload, kexec, reboot, unknown, impossible)."""
+    boot = {h.name: h.boot for h in hosts if h.boot is not None}
+    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot)
+
+
+def _provisioning_json(group: GroupProvisioning) -> dict[str, Any]:
+    reach = group.provisioning
+    return {"host": group.host, "variant": dict(group.variant), "cases": list(group.case_ids),
+            "how": reach.how, "runs_without_provisioning": reach.failure() is None,
+            "reason": reach.failure(),
+            "steps": [{"name": s.name, "wanted": s.wanted, "current": s.current, "how": s.how,
+                       "why": s.why} for s in reach.steps]}
+
+
+def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] | None = None
+                 ) -> dict[str, Any]:
+    """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons (the
+    stored plan's document, fleet.codec). With ``provisioning`` (``provisioning_needed``),
+    as `fleet plan --json` shows it: each variant group also says ``how`` the host reaches it
+    (None: it already is that variant), and ``provisioning`` lists the groups needing a step."""
+    data = _summary(result)
+    if provisioning is not None:
+        how = {(g.host, g.variant): g.provisioning.how for g in provisioning}
+        for host in data["hosts"]:
+            for group, planned in zip(host["groups"], _groups_of(result, host["host"]),
+                                      strict=True):
+                group["how"] = how.get((host["host"], planned.variant))
+        data["provisioning"] = [_provisioning_json(g) for g in provisioning]
+    return data
+
+
+def _groups_of(result: Plan, host: str) -> tuple[VariantGroup, ...]:
+    return next(q.groups for q in result.queues if q.host == host)
+
+
+def _summary(result: Plan) -> dict[str, Any]:
     return {
         "suite": result.suite,
         "seed": result.seed,

@@ -289,7 +289,8 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
     execution = Execution(
         run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan, cases, pending),
         facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
-        next_attempt_no=next_attempt_numbers(detail))
+        next_attempt_no=next_attempt_numbers(detail),
+        boot={h.name: h.boot for h in run.hosts if h.boot is not None})
     openers = {h: agent_opener(by_name.get(h), h, run.connections) for h in execution.queues}
     on_event(RunStarted(info.run_id, info.suite, info.seed,
                         tuple((h, len(q)) for h, q in execution.queues.items()),

@@ -129,7 +129,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import secrets
 
-    from fleet.api.plan import check_suite_size, plan_suite, plan_summary
+    from fleet.api.plan import check_suite_size, plan_suite, plan_summary, provisioning_needed
     from fleet.cli.render import plan_view
     from fleet.config.suite import load_suite
 
@@ -140,10 +140,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(suite, facts, inventory.hosts, seed=seed, where=str(args.suite),
                       max_jobs=args.max_jobs)
+    needed = provisioning_needed(plan, facts, inventory.hosts)
     if args.json:
-        print_json(plan_summary(plan))
+        print_json(plan_summary(plan, needed))
     else:
-        stdout_console().print(plan_view(plan))
+        stdout_console().print(plan_view(plan, needed))
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from fleet.codec import to_jsonable
 from fleet.facts.parsers import format_cpulist
 from fleet.lab.state import LabStatus
 from fleet.model import MISSING_TEXT, Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
+from fleet.plan.provisioning import GroupProvisioning
 
 MISSING = MISSING_TEXT
 
@@ -133,7 +134,23 @@ def _params_text(case: Case) -> str:
     return " ".join(parts) or "-"
 
 
-def plan_view(plan: Plan) -> RenderableType:
+def provisioning_view(needed: Sequence[GroupProvisioning]) -> RenderableType:
+    """Per host, each variant group it is not in yet: how (knob: the run sets it; reload,
+    kexec, reboot: `fleet provision` first; unknown, impossible: said why), case by case."""
+    table = Table(title="Provisioning (per host, variant groups the host is not in yet)",
+                  title_justify="left")
+    for col in ("host", "variant", "cases", "how", "steps"):
+        table.add_column(col, overflow="fold")
+    for g in needed:
+        variant = " ".join(f"{k}={v}" for k, v in g.variant)
+        steps = "; ".join(s.text() for s in g.provisioning.steps)
+        how = g.provisioning.how or "-"
+        table.add_row(g.host, variant, ",".join(g.case_ids), how, steps,
+                      style=None if how == "knob" else "yellow")
+    return table
+
+
+def plan_view(plan: Plan, needed: Sequence[GroupProvisioning] = ()) -> RenderableType:
     cases = {c.case_id: c for c in plan.cases}
     skipped = {s.case_id for s in plan.skipped}
     table = Table(title=f"Plan for suite {plan.suite} (seed {plan.seed})", title_justify="left")
@@ -156,6 +173,8 @@ def plan_view(plan: Plan) -> RenderableType:
         per_host.add_row(q.host, str(len(q.entries)), str(len(q.groups)),
                          f"{q.estimate_seconds:.0f} s")
     parts.append(per_host)
+    if needed:
+        parts.append(provisioning_view(needed))
     for s in plan.skipped:
         parts.append(Text(f"skipped {s.case_id} ({cases[s.case_id].workload}): {s.reason}",
                           style="yellow"))

@@ -4,9 +4,13 @@ Each attempt records its host's facts fingerprint (fleet.model.comparable_fields
 keeps the facts behind it. Compared fields: CPU model, microcode, node layout (nodes with
 their CPUs, not their drifting MemTotal; distances, sockets: SNC/NPS modes show here), kernel
 release and
-command line, THP mode and defrag, NUMA balancing, and the knob values the attempt ran with.
-The axis under test is left out: comparing kernels ignores the kernel release and command
-line; a THP knob axis ignores the THP mode, and so on.
+command line, THP mode and defrag, NUMA balancing, the KVM module parameters, and the knob
+values the attempt ran with. The KVM module parameters are the ones the case ran with: the
+facts' values, overridden by the values read back after a run set (or verified) them as
+knobs, so eager_page_split=N set by a run and eager_page_split=N as a host's default are alike.
+The axis under test is left out: comparing kernels ignores the kernel release, command line
+and module parameters (another kernel has other ones); a THP knob axis ignores the THP mode;
+a ``<module>.<param>`` axis ignores that parameter (and the command line), and so on.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from fleet.errors import FleetError
-from fleet.model import Facts, comparable_fields
+from fleet.knobs import is_module_param
+from fleet.model import Facts, comparable_fields, kvm_parameters
 from fleet.runs import KnobState
 
 FIELDS = ("cpu_model", "microcode", "nodes", "distances", "sockets", "kernel_release",
-          "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "knobs", "facts")
+          "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "kvm_parameters",
+          "knobs", "facts")
 # axis name -> fields that axis is expected to change (module parameters: the cmdline)
 AXIS_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "kernel": ("kernel_release", "kernel_cmdline"), "kernel_cmdline": ("kernel_cmdline",),
+    "kernel": ("kernel_release", "kernel_cmdline", "kvm_parameters"),
+    "kernel_cmdline": ("kernel_cmdline", "kvm_parameters"),
     "thp": ("thp_enabled",), "thp_defrag": ("thp_defrag",),
     "numa_balancing": ("numa_balancing",)}
 UNKNOWN = "unknown"
@@ -48,12 +55,18 @@ class FieldDiff:
 def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None
                 ) -> Fields:
     """The compared fields of one attempt (facts None: every facts field is unknown)."""
-    if facts is None:
-        values: dict[str, object] = {"facts": UNKNOWN}
-    else:
-        values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
-                  "numa_balancing": facts.numa_balancing}
-    values["knobs"] = {k.name: k.after for k in knobs if k.name != axis}
+    knobs = [k for k in knobs if k.name != axis]
+    if facts is None:  # only the knobs are compared: module parameters set as knobs too
+        values: dict[str, object] = {"facts": UNKNOWN,
+                                     "knobs": {k.name: k.after for k in knobs}}
+        return tuple(sorted((name, _text(value)) for name, value in values.items()))
+    values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
+              "numa_balancing": facts.numa_balancing}
+    ran_with = {**kvm_parameters(facts),
+                **{k.name: k.after for k in knobs if is_module_param(k.name)}}
+    ran_with.pop(axis or "", None)
+    values["kvm_parameters"] = ran_with
+    values["knobs"] = {k.name: k.after for k in knobs if not is_module_param(k.name)}
     return tuple(sorted((name, _text(value)) for name, value in values.items()))
 
 

@@ -31,7 +31,7 @@ from fleet.execute.worker import (
     SessionOpener,
     WorkerContext,
 )
-from fleet.model import Facts
+from fleet.model import BootMethod, Facts
 from fleet.runs import Attempt, JobKey
 
 _CANCEL_JOIN_SECONDS = 20.0
@@ -57,6 +57,7 @@ class Execution:
     facts: Mapping[str, Facts]
     eligible: Mapping[str, frozenset[str]]  # case id -> hosts that meet its requirements
     next_attempt_no: Mapping[JobKey, int] = field(default_factory=dict)
+    boot: Mapping[str, BootMethod] = field(default_factory=dict)  # host -> how it boots
 
     def estimates_seconds(self) -> dict[str, float]:
         return {cid: rt.case.planned_seconds for cid, rt in self.cases.items()}
@@ -101,7 +102,8 @@ def execute(execution: Execution, openers: Mapping[str, SessionOpener], *,
     workers = [HostWorker(host, WorkerContext(execution.run_id, execution.cases,
                                               execution.facts.get(host), opts.policy,
                                               opts.output_cap_bytes,
-                                              opts.host_lock_wait_seconds),
+                                              opts.host_lock_wait_seconds,
+                                              execution.boot.get(host)),
                           board=board, emit=_emitter(events, stop), opener=openers[host],
                           stop=stop)
                for host in execution.queues]

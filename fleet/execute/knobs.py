@@ -1,6 +1,8 @@
 """Runtime knobs around one case, through the host agent's read/write (never a shell).
 
 ``apply_knobs`` reads every knob's current value, writes the requested ones, reads them back;
+KVM module parameters a host can take at runtime (fleet.plan.provisioning.ModuleKnob) go the
+same way, under their ``<module>.<param>`` name;
 on any failure it restores what it wrote and says why (the case must not run).
 ``restore_knobs`` writes the previous values back and checks them. TransportError passes
 through: the caller keeps the states and restores them on its next session.
@@ -27,6 +29,7 @@ from fleet.agent.protocol import (
 from fleet.execute.policy import current_value, knob_text
 from fleet.knobs import KNOBS
 from fleet.model import Assignment
+from fleet.plan.provisioning import ModuleKnob
 from fleet.runs import KnobState
 
 
@@ -61,10 +64,12 @@ def changed(state: KnobState) -> bool:
     return state.before is not None and state.before != state.requested
 
 
-def apply_knobs(session: HostSession, knobs: Assignment) -> KnobResult:
-    if not knobs:
-        return KnobResult((), None)
+def apply_knobs(session: HostSession, knobs: Assignment,
+                module_params: Sequence[ModuleKnob] = ()) -> KnobResult:
     wanted = [(name, KNOBS[name].path, knob_text(value)) for name, value in knobs]
+    wanted += [(k.name, k.path, k.text) for k in module_params]
+    if not wanted:
+        return KnobResult((), None)
     files = session.read([path for _, path, _ in wanted])
     states = [KnobState(name, path, _value(f), requested, None, True)
               for (name, path, requested), f in zip(wanted, files, strict=True)]

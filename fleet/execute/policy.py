@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fleet.agent.protocol import RunOutcome
 from fleet.errors import ParseError
-from fleet.model import Assignment, Case, Facts, Measurement, ParamValue
+from fleet.model import Case, Measurement, ParamValue
 from fleet.runs import AttemptStatus, JobKey
 from fleet.workloads.base import Workload, format_param_value
 
@@ -72,7 +72,7 @@ def hand_over(jobs: Sequence[JobKey], *, eligible: Mapping[str, frozenset[str]],
                     tuple(sorted(orphans, key=lambda o: order[o[0]])))
 
 
-# ---- knobs and variants ---------------------------------------------------------------------
+# ---- knobs -------------------------------------------------------------------------------
 
 
 def knob_text(value: ParamValue) -> str:
@@ -89,31 +89,6 @@ def current_value(text: str) -> str:
     if start >= 0 and end > start:
         return stripped[start + 1:end]
     return stripped
-
-
-def variant_mismatch(variant: Assignment, facts: Facts | None) -> str | None:
-    """None when the host already is this variant, else the reason it cannot run it here."""
-    if not variant:
-        return None
-    differs = [f"{name}={format_param_value(value)}" for name, value in variant
-               if _fact_value(name, facts) != format_param_value(value)]
-    if not differs:
-        return None
-    return f"variant {', '.join(differs)} needs provisioning (not implemented yet)"
-
-
-def _fact_value(name: str, facts: Facts | None) -> str | None:
-    if facts is None:
-        return None
-    if name == "kernel":
-        return facts.kernel_release
-    if name == "kernel_cmdline":
-        return facts.kernel_cmdline
-    module, _, param = name.partition(".")
-    for m in facts.kvm.modules:
-        if m.name == module:
-            return dict(m.parameters).get(param)
-    return None
 
 
 # ---- verdicts ---------------------------------------------------------------------------------

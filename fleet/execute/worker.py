@@ -1,6 +1,8 @@
 """One host's thread: one session (one connection, one agent), one case at a time.
 
-Per job: check the variant, build the argv, apply the knobs, run (sampled, when the case's
+Per job: check the variant (fleet.plan.provisioning: a module parameter the host can take at
+runtime is set like a knob; anything else fails the attempt, saying how the host would get it),
+build the argv, apply the knobs, run (sampled, when the case's
 sampling is on: fleet.sampling.collect), restore the knobs,
 judge; the sampler's derived metrics join
 the workload's measurements and its series go with the attempt into the store.
@@ -36,8 +38,9 @@ from fleet.execute.events import (
     RunEvent,
 )
 from fleet.execute.knobs import HostSession, apply_knobs, restore_knobs
-from fleet.execute.policy import RetryPolicy, Verdict, judge, variant_mismatch
-from fleet.model import Case, Facts, Measurement
+from fleet.execute.policy import RetryPolicy, Verdict, judge
+from fleet.model import BootMethod, Case, Facts, Measurement
+from fleet.plan.provisioning import ModuleKnob, provisioning
 from fleet.runs import Attempt, AttemptStatus, JobKey, KnobState, SeriesPoint
 from fleet.sampling.collect import Collected, SampleCollector, series_points
 from fleet.sampling.derive import derive_metrics, intended_nodes
@@ -63,6 +66,7 @@ class WorkerContext:
     policy: RetryPolicy
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     host_lock_wait_seconds: float = DEFAULT_HOST_LOCK_WAIT_SECONDS
+    boot: BootMethod | None = None  # how this host boots another kernel (None: reboot)
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,8 @@ class HostWorker:
         number = self._board.attempt_no(job)
         started = time.time()
         self._emit(AttemptStarted(self._ctx.run_id, job, self.host, number))
-        reason = variant_mismatch(runtime.case.variant, self._ctx.facts)
+        reach = provisioning(runtime.case.variant, self._ctx.facts, boot=self._ctx.boot)
+        reason = reach.failure()
         if reason is None:
             try:
                 argv = runtime.workload.build(dict(runtime.case.params), self._ctx.facts)
@@ -179,7 +184,7 @@ class HostWorker:
             return _Step(AttemptFinished(self._record(job, number, started, "failed", reason),
                                          None))
         try:
-            ran = self._run_with_knobs(session, runtime, argv)
+            ran = self._run_with_knobs(session, runtime, argv, reach.knobs)
         except TransportError as exc:
             status: AttemptStatus = "interrupted" if self._stop.is_set() else "error"
             attempt = self._record(job, number, started, status, f"transport: {exc.line()}",
@@ -198,9 +203,9 @@ class HostWorker:
         return _Step(AttemptFinished(attempt, seconds))
 
     def _run_with_knobs(self, session: HostSession, runtime: CaseRuntime,
-                        argv: tuple[str, ...]) -> _Ran:
+                        argv: tuple[str, ...], module_params: tuple[ModuleKnob, ...]) -> _Ran:
         case = runtime.case
-        applied = apply_knobs(session, case.knobs)
+        applied = apply_knobs(session, case.knobs, module_params)
         if applied.error is not None:
             return _Ran(None, applied.states, Verdict("error", applied.error))
         self._dirty = applied.states

@@ -249,7 +249,10 @@ def _kvm(tree: FileTree) -> KvmInfo:
             (path[len(prefix):], tree.files[path].strip())
             for path in tree.matching(prefix + "*")))
         if params:
-            modules.append(KvmModule(name=name, parameters=params))
+            modes = [(param, tree.mode(prefix + param)) for param, _ in params]
+            known = tuple((param, bool(m & 0o200)) for param, m in modes if m is not None)
+            writable = known or None  # a parameter without a mode: unknown, not read-only
+            modules.append(KvmModule(name=name, parameters=params, writable=writable))
     return KvmInfo(dev_kvm="/dev/kvm" in tree.existing, modules=tuple(modules))
 
 

@@ -23,6 +23,9 @@ starting with the ASCII record separator ``\\036`` (RS), a type letter, a space 
   hold a line starting with RS (parse_dump rejects it); kernel text files never do.
 * ``RS L <dir>``           a directory listing: one entry name per line (escaped like F), ``RS E``
 * ``RS C <command>``       a command's standard output (escaped like F), ``RS E``
+* ``RS A <dir>``           the modes of a directory's entries: ``ls -ln <dir>`` output (escaped
+  like F), ``RS E``; one fork per KVM module parameter directory (the shell has no builtin
+  that reads a mode; ``test -w`` is always true for root). Absent when ``ls`` failed.
 * ``RS X <path>``          the path exists (existence probes such as ``/dev/kvm``)
 * ``RS M <path|command>``  asked for, but missing, unreadable, or the command failed
 * ``RS Z``                 last line: the dump is complete (its absence means truncation)
@@ -82,6 +85,12 @@ PROBED_LISTINGS: Final[tuple[str, ...]] = (
     "/sys/kernel/iommu_groups/*/devices",
 )
 PROBED_EXISTENCE: Final[tuple[str, ...]] = ("/dev/kvm",)
+# Directories whose entries' modes are recorded (``RS A``): is a module parameter writable?
+PROBED_MODES: Final[tuple[str, ...]] = (
+    "/sys/module/kvm/parameters",
+    "/sys/module/kvm_intel/parameters",
+    "/sys/module/kvm_amd/parameters",
+)
 
 PROBE_SCRIPT: Final = r"""
 LC_ALL=C; export LC_ALL
@@ -128,6 +137,14 @@ _l() {
     _h M "$1"
   fi
 }
+_modes() {
+  if out=$(ls -ln "$1" 2>/dev/null) && [ -n "$out" ]; then
+    _h A "$1"
+    { IFS= read -r l; _body "$?"; } <<FLEET_EOF
+$out
+FLEET_EOF
+  fi
+}
 _x() { if [ -e "$1" ]; then _h X "$1"; else _h M "$1"; fi; }
 _pools() {
   for h in "$1"/hugepages-*; do
@@ -162,6 +179,7 @@ for m in kvm kvm_intel kvm_amd; do
   for p in "$R/sys/module/$m/parameters"/*; do
     [ -f "$p" ] && _f "$p"
   done
+  [ -d "$R/sys/module/$m/parameters" ] && _modes "$R/sys/module/$m/parameters"
 done
 _x "$R/dev/kvm"
 _l "$R/sys/class/iommu"

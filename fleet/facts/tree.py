@@ -20,6 +20,7 @@ from fleet.facts.probe import (
     PROBED_EXISTENCE,
     PROBED_FILES,
     PROBED_LISTINGS,
+    PROBED_MODES,
     PROBED_RAW_FILES,
     RECORD_SEPARATOR,
 )
@@ -34,6 +35,8 @@ class FileTree:
 
     ``missing`` holds paths (and command names) that were asked for but were missing,
     unreadable, or failed; ``existing`` holds paths whose existence was probed and confirmed.
+    ``modes`` holds the permission bits (``0o644``) of the entries of the directories in
+    ``PROBED_MODES``, by full path; a path without one: its mode is unknown.
     """
 
     files: Mapping[str, str] = field(default_factory=dict)
@@ -41,6 +44,11 @@ class FileTree:
     commands: Mapping[str, str] = field(default_factory=dict)
     existing: frozenset[str] = frozenset()
     missing: frozenset[str] = frozenset()
+    modes: Mapping[str, int] = field(default_factory=dict)
+
+    def mode(self, path: str) -> int | None:
+        """The permission bits of ``path`` (``0o644``), or None if its mode was not read."""
+        return self.modes.get(path)
 
     def text(self, path: str) -> str | None:
         """The content of ``path``, or None if it was not read."""
@@ -74,6 +82,30 @@ def path_matches(pattern: str, path: str) -> bool:
     if len(pattern_parts) != len(path_parts):
         return False
     return all(fnmatchcase(name, pat) for pat, name in zip(pattern_parts, path_parts, strict=True))
+
+
+# --------------------------------------------------------------------------- ls -ln lines
+
+_PERMISSION_BITS = (  # (position in the mode string, letters that set the bit, bit)
+    (1, "r", 0o400), (2, "w", 0o200), (3, "xs", 0o100), (4, "r", 0o040), (5, "w", 0o020),
+    (6, "xs", 0o010), (7, "r", 0o004), (8, "w", 0o002), (9, "xt", 0o001),
+    (3, "sS", 0o4000), (6, "sS", 0o2000), (9, "tT", 0o1000))
+_LS_FIELDS = 9  # mode, links, uid, gid, size, month, day, time or year, name (LC_ALL=C)
+
+
+def parse_ls_line(line: str) -> tuple[str, int] | tuple[()] | None:
+    """One line of POSIX ``ls -ln`` output -> (entry name, permission bits); ``()`` for the
+    ``total N`` line; None when the line is not in that format."""
+    if line.startswith("total ") and line[6:].strip().isdigit():
+        return ()
+    fields = line.split(None, _LS_FIELDS - 1)
+    mode = fields[0] if fields else ""
+    if len(fields) != _LS_FIELDS or len(mode) < 10 or mode[0] not in "-dlcbps":
+        return None
+    if any(c not in "rwxsStT-" for c in mode[1:10]):
+        return None
+    bits = sum(bit for at, letters, bit in _PERMISSION_BITS if mode[at] in letters)
+    return fields[-1], bits
 
 
 # --------------------------------------------------------------------------- parse_dump
@@ -136,14 +168,17 @@ class _TreeBuilder:
     commands: dict[str, str] = field(default_factory=dict)
     existing: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
+    modes: dict[str, int] = field(default_factory=dict)
+    mode_dirs: set[str] = field(default_factory=set)
 
     def seen(self, key: str) -> bool:
         return any(key in s for s in (self.files, self.listings, self.commands,
-                                      self.existing, self.missing))
+                                      self.existing, self.missing, self.mode_dirs))
 
     def freeze(self) -> FileTree:
         return FileTree(files=self.files, listings=self.listings, commands=self.commands,
-                        existing=frozenset(self.existing), missing=frozenset(self.missing))
+                        existing=frozenset(self.existing), missing=frozenset(self.missing),
+                        modes=self.modes)
 
 
 def _lines_to_text(body: list[str], kind: str) -> str:
@@ -165,6 +200,17 @@ def _read_record(reader: _DumpReader, builder: _TreeBuilder, kind: str, key: str
     elif kind == "L":
         names, _ = reader.escaped_body("E")
         builder.listings[key] = tuple(sorted(names))
+    elif kind == "A":
+        start = reader.index
+        lines, _ = reader.escaped_body("E")
+        builder.mode_dirs.add(key)
+        for offset, line in enumerate(lines):
+            entry = parse_ls_line(line)
+            if entry is None:
+                raise reader.error(f"not an `ls -ln` line: {line[:60]!r}",
+                                   line_index=start + offset)
+            if entry:
+                builder.modes[f"{key}/{entry[0]}"] = entry[1]
     elif kind == "X":
         builder.existing.add(key)
     elif kind == "M":
@@ -212,9 +258,35 @@ def render_dump(tree: FileTree) -> str:
     for name in sorted(tree.commands):
         out.append(f"{RS}C {name}\n")
         out.append(_escaped_body(tree.commands[name]))
+    for directory, names in sorted(_mode_dirs(tree).items()):
+        out.append(f"{RS}A {directory}\n")
+        out.extend(f"{_mode_string(tree.modes[f'{directory}/{n}'])} 1 0 0 4096 Jan  1 00:00 "
+                   f"{_escape_line(n)}\n" for n in names)
+        out.append(f"{RS}E\n")
     out.extend(f"{RS}X {p}\n" for p in sorted(tree.existing))
     out.extend(f"{RS}M {p}\n" for p in sorted(tree.missing))
     out.append(f"{RS}Z\n")
+    return "".join(out)
+
+
+def _mode_dirs(tree: FileTree) -> dict[str, list[str]]:
+    dirs: dict[str, list[str]] = {}
+    for path in sorted(tree.modes):
+        directory, _, name = path.rpartition("/")
+        dirs.setdefault(directory, []).append(name)
+    return dirs
+
+
+def _mode_string(bits: int) -> str:
+    """``ls``'s mode column of a regular file with these permission bits."""
+    out = ["-"]
+    for shift, special, mark in ((6, 0o4000, "s"), (3, 0o2000, "s"), (0, 0o1000, "t")):
+        triple = bits >> shift
+        out += ["r" if triple & 4 else "-", "w" if triple & 2 else "-"]
+        if bits & special:
+            out.append(mark if triple & 1 else mark.upper())
+        else:
+            out.append("x" if triple & 1 else "-")
     return "".join(out)
 
 
@@ -288,12 +360,23 @@ def _list_dirs(root: Path, patterns: tuple[str, ...], builder: _TreeBuilder) -> 
                 builder.missing.add(logical)
 
 
+def _read_modes(root: Path, builder: _TreeBuilder) -> None:
+    for directory in PROBED_MODES:
+        real = Path(str(root) + directory)
+        if not real.is_dir():
+            continue
+        for entry in os.scandir(real):
+            builder.modes[f"{directory}/{entry.name}"] = entry.stat(
+                follow_symlinks=False).st_mode & 0o7777
+
+
 def tree_from_root(root: Path) -> FileTree:
     """Read, under ``root``, what PROBE_SCRIPT reads under ``/`` (no commands are run)."""
     builder = _TreeBuilder()
     _read_files(root, PROBED_FILES, builder)
     _read_files(root, PROBED_RAW_FILES, builder)
     _list_dirs(root, PROBED_LISTINGS, builder)
+    _read_modes(root, builder)
     for path in PROBED_EXISTENCE:
         target = Path(str(root) + path)
         if target.exists():

@@ -26,12 +26,12 @@ from fleet.execute.policy import (
     hand_over,
     judge,
     new_run_id,
-    variant_mismatch,
 )
 from fleet.facts.build import build_facts
 from fleet.facts.tree import tree_from_root
 from fleet.model import Case, Facts, KvmInfo, KvmModule, Measurement
 from fleet.plan.matrix import expand
+from fleet.plan.provisioning import provisioning
 from fleet.runs import Attempt, JobKey, RunDetail, RunInfo, StoredAttempt
 from fleet.workloads.base import Workload
 
@@ -129,12 +129,14 @@ def test_current_value_reads_the_bracketed_choice_or_the_number(text: str, value
 def test_variant_runs_when_the_host_already_is_it(ne_facts: Facts) -> None:
     facts = replace(ne_facts, kernel_release="6.1.0-27-amd64",
                     kvm=KvmInfo(True, (KvmModule("kvm", (("tdp_mmu", "Y"),)),)))
-    assert variant_mismatch((), facts) is None
-    assert variant_mismatch((("kernel", "6.1.0-27-amd64"), ("kvm.tdp_mmu", "Y")), facts) is None
-    reason = variant_mismatch((("kernel", "6.12.0"), ("kvm.tdp_mmu", "Y")), facts)
-    assert reason == "variant kernel=6.12.0 needs provisioning (not implemented yet)"
-    assert variant_mismatch((("kvm.tdp_mmu", "N"),), None) == \
-        "variant kvm.tdp_mmu=N needs provisioning (not implemented yet)"
+    assert provisioning((), facts).failure() is None
+    same = provisioning((("kernel", "6.1.0-27-amd64"), ("kvm.tdp_mmu", "Y")), facts)
+    assert same.failure() is None and same.steps == ()
+    reason = provisioning((("kernel", "6.12.0"), ("kvm.tdp_mmu", "Y")), facts).failure()
+    assert reason == ("variant kernel=6.12.0 needs a reboot (another kernel); "
+                      "run `fleet provision` first")
+    assert provisioning((("kvm.tdp_mmu", "N"),), None).failure() == \
+        "variant kvm.tdp_mmu=N cannot be planned (the host has no facts)"
 
 
 # ---- verdicts -------------------------------------------------------------------------------

@@ -339,3 +339,51 @@ def test_knobs_a_dead_agent_left_are_reported_once_the_lock_is_taken() -> None:
     assert (notice.host, notice.kind) == ("h1", "knobs_recovered")
     assert notice.message == ("knobs a dead agent left changed were written back: "
                               "/proc/sys/vm/swappiness = '60'")
+
+
+# ---- KVM module parameters: a writable one is a knob, a read-only one is not ------------------
+
+EPS = "/sys/module/kvm/parameters/eager_page_split"
+MODULE_SUITE = """\
+schema_version: 1
+name: unit
+workloads:
+  - name: split
+    type: sleep
+    params: {seconds: 0.01}
+    variant: {kvm.eager_page_split: N}
+  - name: pmu
+    type: sleep
+    params: {seconds: 0.01}
+    variant: {kvm.enable_pmu: Y}
+"""
+
+
+def test_a_writable_module_parameter_is_set_verified_restored_and_a_read_only_one_fails(
+) -> None:
+    from pathlib import Path
+
+    from fleet.facts.build import build_facts
+    from fleet.facts.tree import parse_dump
+
+    dump = Path(__file__).parents[1] / "data" / "probes" / "vm-guest-debian-6.1.dump"
+    facts = build_facts("h1", parse_dump(dump.read_text(encoding="utf-8")),
+                        collected_at_unix_seconds=0.0)  # eps Y (0644), enable_pmu N (0444)
+    host = Host("h1")
+    host.files[EPS] = "Y\n"
+    execution, openers = setup({"h1": host}, {"h1": [JobKey("split", 1, None),
+                                                     JobKey("pmu", 1, None)]}, MODULE_SUITE)
+    execution = replace(execution, facts={"h1": facts})
+    attempts, _ = run(execution, openers)
+    split_id = execution.queues["h1"][0].case_id
+    (split,), (pmu,) = ([a for a in attempts if (a.job.case_id == split_id) == is_split]
+                        for is_split in (True, False))
+    assert (split.status, split.error) == ("completed", None)
+    (knob,) = split.knobs
+    assert (knob.name, knob.path, knob.before, knob.requested, knob.after, knob.restored) == \
+        ("kvm.eager_page_split", EPS, "Y", "N", "N", True)
+    assert host.files[EPS] == "Y\n"  # restored
+    assert (EPS, "set") in host.knob_writes and (EPS, "restore") in host.knob_writes
+    assert (pmu.status, pmu.error) == ("failed", "variant kvm.enable_pmu=Y needs a module reload "
+                                       "(read-only parameter); run `fleet provision` first")
+    assert len(host.runs) == 1  # only the knob-reachable case ran

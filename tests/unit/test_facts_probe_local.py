@@ -95,6 +95,9 @@ def test_probe_reads_what_python_reads(local: tuple[FileTree, Facts, float]) -> 
     assert tree.files.keys() == direct.files.keys()
     assert tree.missing - {"numactl -H"} == direct.missing
     assert tree.listings == direct.listings
+    assert tree.modes == direct.modes  # `ls -ln` in the probe, stat() here
+    if Path("/sys/module/kvm/parameters").is_dir():
+        assert tree.modes
     for path, text in tree.files.items():
         if not VOLATILE.match(path):
             assert text == direct.files[path], path

@@ -412,3 +412,26 @@ def test_become_that_fleet_cannot_do_is_one_line(tmp_path: Path, host_vars: dict
     with pytest.raises(InventoryError) as caught:
         become_of(tmp_path, host_vars)
     assert says in caught.value.line() and "h (" in caught.value.line()
+
+
+# ---- how a host boots another kernel (fleet_boot; lab guests kexec) ------------------------------
+
+
+def test_fleet_boot_and_lab_guests(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n"
+                    "    a: {ansible_host: 192.0.2.1}\n"
+                    "    b: {ansible_host: 192.0.2.2, fleet_boot: kexec}\n"
+                    "    c: {ansible_host: 192.0.2.3, fleet_boot: reboot, fleet_lab_kind: vm}\n"
+                    "    d: {ansible_host: 192.0.2.4, fleet_lab_kind: vm}\n")
+    inv = load_inventory([path])
+    assert [inv.host(n).boot for n in "abcd"] == [None, "kexec", "reboot", "kexec"]
+
+
+def test_an_unknown_fleet_boot_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n    a: {ansible_host: 192.0.2.1, fleet_boot: pxe}\n")
+    with pytest.raises(InventoryError) as info:
+        load_inventory([path])
+    assert "fleet_boot='pxe' is not kexec or reboot" in info.value.line()
+    assert info.value.line().startswith("a (")

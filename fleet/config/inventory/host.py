@@ -11,7 +11,7 @@ import os
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fleet.config.inventory.ssh_args import (
     SshArgs,
@@ -24,7 +24,7 @@ from fleet.config.inventory.ssh_args import (
 )
 from fleet.config.inventory.ssh_config import Options
 from fleet.errors import InventoryError
-from fleet.model import Become, ConnectionKind, Host, Secret
+from fleet.model import Become, BootMethod, ConnectionKind, Host, Secret
 from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 
 _CONNECTIONS: Mapping[str, ConnectionKind] = {
@@ -74,6 +74,7 @@ def to_host(name: str, variables: Mapping[str, Any], loader: Any, *,
         accept_new_host_keys=_accept_new(where, args.get("stricthostkeychecking"),
                                          var("ansible_host_key_checking")),
         become=_become(where, var),
+        boot=_boot(where, var("fleet_boot"), var("fleet_lab_kind")),
         **_relay(where, args),
     )
 
@@ -127,6 +128,16 @@ def _relay(where: str, args: SshArgs) -> dict[str, Any]:
                                                      zero_ok=True) if alive else None),
         "identities_only": parse_yes_no(where, only, "IdentitiesOnly") if only else False,
     }
+
+
+def _boot(where: str, value: Any, lab_kind: Any) -> BootMethod | None:
+    """fleet_boot: kexec or reboot; an emulated lab guest (fleet_lab_kind: vm) kexecs."""
+    if value is None:
+        return "kexec" if lab_kind == "vm" else None
+    if value in {"kexec", "reboot"}:
+        return cast(BootMethod, value)
+    raise InventoryError(f"fleet_boot={value!r} is not kexec or reboot", where=where,
+                         hint="set fleet_boot to kexec, or to reboot (the default)")
 
 
 def _optional_str(value: Any) -> str | None:
