@@ -217,7 +217,10 @@ def task_event(name: str, data: Mapping[str, Any]) -> TaskEvent | None:
 
 def _message(result: Mapping[str, Any]) -> str | None:
     """The one line that says why: Ansible's ``msg``, else the command's stderr or stdout."""
-    for key in ("msg", "stderr", "stdout", "module_stderr"):
+    keys: tuple[str, ...] = ("msg", "stderr", "stdout", "module_stderr")
+    if result.get("msg") == "non-zero return code":  # a command's own words say more
+        keys = ("stderr", "stdout", "msg")
+    for key in keys:
         value = result.get(key)
         if isinstance(value, str) and value.strip():
             line = " ".join(value.split())
