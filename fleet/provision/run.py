@@ -125,8 +125,13 @@ def provision(request: ProvisionRequest, hosts: Sequence[Host],
 
 def _run_steps(request: ProvisionRequest, pending: Sequence[str], note: Progress
                ) -> dict[str, HostRecap]:
+    said: set[tuple[str, str, str]] = set()
+
     def event(task: TaskEvent) -> None:
-        if task.status in ("changed", "failed", "unreachable"):
+        """Changes and failures as they happen (a loop's summary repeats its item: once)."""
+        key = (task.host, task.task, task.status)
+        if task.status in ("changed", "failed", "unreachable") and key not in said:
+            said.add(key)
             role = f"{task.role}: " if task.role else ""
             text = f"{role}{task.task}: {task.status}"
             note(task.host, f"{text}: {task.message}" if task.message else text)
