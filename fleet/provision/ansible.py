@@ -217,6 +217,11 @@ def task_event(name: str, data: Mapping[str, Any]) -> TaskEvent | None:
 
 def _message(result: Mapping[str, Any]) -> str | None:
     """The one line that says why: Ansible's ``msg``, else the command's stderr or stdout."""
+    items = result.get("results")
+    if isinstance(items, list):  # a loop: its summary ("One or more items failed") says less
+        for item in items:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                return _message(item)
     keys: tuple[str, ...] = ("msg", "stderr", "stdout", "module_stderr")
     if result.get("msg") == "non-zero return code":  # a command's own words say more
         keys = ("stderr", "stdout", "msg")
