@@ -63,6 +63,21 @@ def refuse_shared_hosts(desired: Sequence[DesiredState]) -> None:
                 hint="set fleet_allow_shared_host_changes: true for it to allow this")
 
 
+def refuse_conflicting_shared_hosts(desired: Sequence[DesiredState]) -> None:
+    """Network-namespace hosts share one kernel: hugepages and THP are one setting for all."""
+    seen: dict[str, tuple[str, str]] = {}  # setting -> (host, value)
+    for d in (d for d in desired if d.shared_host):
+        settings = [(f"hugepages node{p.node} {p.size_kb}kB", str(p.count)) for p in d.hugepages]
+        settings += [(f"thp {name}", value) for name, value in d.thp]
+        for setting, value in settings:
+            first = seen.setdefault(setting, (d.host, value))
+            if first[1] != value:
+                raise ProvisionError(
+                    f"{setting}: {value} here but {first[1]} on {first[0]}, and both share this "
+                    "machine's kernel (network-namespace lab hosts)", where=d.host,
+                    hint="declare one value for all of them (group vars)")
+
+
 def refuse_shared_installs(desired: DesiredState, found: Sequence[Difference]) -> None:
     missing = [d.item for d in found if d.role == "tools"]
     if missing and desired.shared_host and not desired.allow_shared_host_changes:
@@ -103,6 +118,7 @@ def provision(request: ProvisionRequest, hosts: Sequence[Host],
     started = time.time()
     note = progress or (lambda host, text: None)
     refuse_shared_hosts(list(desired.values()))
+    refuse_conflicting_shared_hosts([desired[h.name] for h in hosts])
     probed = probe_all(hosts, desired)
     found: dict[str, tuple[Difference, ...]] = {}
     for name, state in probed.items():

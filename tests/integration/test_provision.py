@@ -119,6 +119,9 @@ def test_a_failing_task_and_an_unreachable_host_are_reported_while_others_comple
     variables = write_vars(tmp_path, {"hosts": {
         "lab1": {"fleet_sysctl": {"net.core.somaxconn": -5}},  # the kernel refuses it
         "lab3": {"fleet_sysctl": {"net.core.somaxconn": somaxconn + 3}},
+        # allowed, so apt runs (and finds no such package: nothing can be installed)
+        "lab2": {"fleet_tools": ["fleet-no-such-package"],
+                 "fleet_allow_shared_host_changes": True},
         # nothing listens on port 1 here: refused at once
         "ghost": {"ansible_host": "127.0.0.1", "ansible_port": 1,
                   "fleet_sysctl": {"net.core.somaxconn": 1}},
@@ -126,13 +129,16 @@ def test_a_failing_task_and_an_unreachable_host_are_reported_while_others_comple
     store = tmp_path / "s.sqlite"
     done = fleet("-i", str(lab.inventory_path), "-i", str(variables), "--json", store=store)
     assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["ansible_hosts"] == ["lab1", "lab2", "lab3", "ghost"]
     hosts = by_host(done.stdout)
     assert hosts["lab1"]["status"] == "failed"
     assert hosts["lab1"]["failed_task"] == "Set runtime sysctls"
     assert "the kernel refused -5" in hosts["lab1"]["message"]
     assert hosts["ghost"]["status"] == "unreachable"
     assert "Connection refused" in hosts["ghost"]["message"]
-    assert hosts["lab3"]["status"] == "changed" and hosts["lab2"]["status"] == "in_state"
+    assert hosts["lab2"]["status"] == "failed"
+    assert hosts["lab2"]["message"].startswith("tools: could not install fleet-no-such-package")
+    assert hosts["lab3"]["status"] == "changed"
     assert int(netns_read(lab, "lab3", "/proc/sys/net/core/somaxconn")) == somaxconn + 3
     errors = done.stderr.strip().splitlines()
     assert any(e.startswith("fleet: error: lab1: failed at 'Set runtime sysctls'")
@@ -142,7 +148,7 @@ def test_a_failing_task_and_an_unreachable_host_are_reported_while_others_comple
         (record,) = load_provisionings(opened)
     stored = {h.host: h for h in record.hosts}
     assert stored["lab1"].failed == 1 and stored["ghost"].unreachable == 1
-    assert stored["lab2"].ok is None  # Ansible did not run for it
+    assert stored["lab2"].failed == 1 and stored["lab3"].changed == 1
 
 
 def test_netns_hosts_refuse_persistent_state_and_bad_input_applies_nothing(

@@ -21,7 +21,11 @@ from fleet.provision.compare import (
 )
 from fleet.provision.desired import HugepagePool, desired_state
 from fleet.provision.probe import ProbedState, parse_probe, probe_argv
-from fleet.provision.run import refuse_shared_hosts, refuse_shared_installs
+from fleet.provision.run import (
+    refuse_conflicting_shared_hosts,
+    refuse_shared_hosts,
+    refuse_shared_installs,
+)
 
 VARS: dict[str, Any] = {
     "fleet_sysctl": {"net.core.somaxconn": 1024, "net.ipv4.ip_local_port_range": "32768 60999"},
@@ -136,3 +140,16 @@ def test_the_probe_script_reads_files_and_marks_missing_ones(tmp_path: Path) -> 
 def test_a_truncated_probe_is_an_error() -> None:
     with pytest.raises(ProvisionError, match="truncated"):
         parse_probe("\x1eF /x\n1\n", host="h1")
+
+
+def test_netns_hosts_share_one_kernel_so_one_hugepage_count() -> None:
+    def host(name: str, count: int) -> Any:
+        return desired_state(name, {"fleet_lab_kind": "netns", "fleet_hugepages": [
+            {"node": 0, "size_kb": 2048, "count": count}]})
+
+    refuse_conflicting_shared_hosts([host("lab1", 4), host("lab2", 4)])
+    with pytest.raises(ProvisionError, match=r"lab2: hugepages node0 2048kB: 8 here but 4 on lab1"):
+        refuse_conflicting_shared_hosts([host("lab1", 4), host("lab2", 8)])
+    # real hosts have their own kernels
+    refuse_conflicting_shared_hosts([desired_state("a", {"fleet_thp": {"enabled": "never"}}),
+                                     desired_state("b", {"fleet_thp": {"enabled": "always"}})])
