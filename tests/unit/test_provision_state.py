@@ -153,3 +153,18 @@ def test_netns_hosts_share_one_kernel_so_one_hugepage_count() -> None:
     # real hosts have their own kernels
     refuse_conflicting_shared_hosts([desired_state("a", {"fleet_thp": {"enabled": "never"}}),
                                      desired_state("b", {"fleet_thp": {"enabled": "always"}})])
+
+
+def test_the_roles_templates_write_what_the_comparison_expects() -> None:
+    """Rendered as Ansible's template module does (trim_blocks, the trailing newline kept)."""
+    import jinja2
+
+    from fleet.provision.ansible import PLAYBOOKS_DIR
+
+    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
+                             loader=jinja2.FileSystemLoader(PLAYBOOKS_DIR / "roles"))
+    desired = desired_state("h1", VARS)
+    rendered = env.get_template("sysctl/templates/90-fleet.conf.j2").render(**VARS)
+    assert rendered == sysctl_file_text(desired)
+    rendered = env.get_template("kvm/templates/fleet-kvm.conf.j2").render(**VARS)
+    assert rendered == kvm_options_text(desired)
