@@ -16,12 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fleet import __version__
-from fleet.cli import compare, dashboards, export, facts, lab, report, runs, store
+from fleet.cli import compare, dashboards, export, facts, lab, provision, report, runs, store
 from fleet.cli.args import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, Parser, default_store_path
 from fleet.errors import FleetError
 
 Handler = Callable[[argparse.Namespace], int]
-COMMANDS = (facts, lab, store, runs, export, dashboards, report, compare)  # in --help's order
+# in --help's order
+COMMANDS = (facts, lab, provision, store, runs, export, dashboards, report, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

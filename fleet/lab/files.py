@@ -31,6 +31,9 @@ def host_vars(host: HostRecord, *, client_key: Path, known_hosts: Path,
         "ansible_ssh_private_key_file": str(client_key),
         "ansible_ssh_common_args": ssh_common_args(known_hosts),
         "fleet_lab_namespace": host.namespace,
+        # shares this machine's kernel and root filesystem: fleet provision refuses persistent
+        # changes unless the inventory sets fleet_allow_shared_host_changes: true
+        "fleet_lab_kind": "netns",
     }
     if python_interpreter is not None:
         variables["ansible_python_interpreter"] = python_interpreter

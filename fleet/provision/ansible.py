@@ -229,8 +229,16 @@ def task_event(name: str, data: Mapping[str, Any]) -> TaskEvent | None:
 def _message(result: Mapping[str, Any]) -> str | None:
     """The one line that says why: Ansible's ``msg`` (with the module's first stderr line when
     the module itself failed), else the command's stderr or stdout."""
-    texts = [result.get(key) for key in ("msg", "stderr", "stdout", "module_stderr")]
-    lines = [" ".join(t.split()) for t in texts if isinstance(t, str) and t.strip()]
+    items = result.get("results")
+    if isinstance(items, list):  # a loop: its summary ("One or more items failed") says less
+        for item in items:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                return _message(item)
+    keys: tuple[str, ...] = ("msg", "stderr", "stdout", "module_stderr")
+    if result.get("msg") == "non-zero return code":  # a command's own words say more
+        keys = ("stderr", "stdout", "msg")
+    lines = [" ".join(t.split()) for t in (result.get(k) for k in keys)
+             if isinstance(t, str) and t.strip()]
     if not lines:
         return None
     line = lines[0]

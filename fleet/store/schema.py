@@ -142,5 +142,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, host)
     );
     """,
+    # 6: provisioning records (fleet provision): per host its status, Ansible's counts (NULL
+    # when the probe found it in state and Ansible did not run), the failing task and message
+    """
+    CREATE TABLE provisionings (
+        provisioning_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at_unix_seconds REAL NOT NULL,
+        finished_at_unix_seconds REAL NOT NULL,
+        inventory_json TEXT NOT NULL,
+        limit_pattern TEXT,
+        check_mode INTEGER NOT NULL
+    );
+    CREATE TABLE provisioning_hosts (
+        provisioning_id INTEGER NOT NULL REFERENCES provisionings(provisioning_id),
+        host TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ok INTEGER,
+        changed INTEGER,
+        failed INTEGER,
+        unreachable INTEGER,
+        skipped INTEGER,
+        failed_task TEXT,
+        message TEXT,
+        PRIMARY KEY (provisioning_id, host)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

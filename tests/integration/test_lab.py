@@ -127,6 +127,7 @@ def test_known_hosts_and_inventory_describe_the_hosts(lab: LabState) -> None:
         assert v["ansible_ssh_private_key_file"] == str(lab.client_key_path)
         assert v["ansible_python_interpreter"] == "/usr/bin/python3"
         assert v["fleet_lab_namespace"] == host.namespace
+        assert v["fleet_lab_kind"] == "netns"  # fleet provision refuses persistent changes
         assert f"UserKnownHostsFile={lab.known_hosts_path}" in v["ansible_ssh_common_args"]
         assert "StrictHostKeyChecking=yes" in v["ansible_ssh_common_args"]
 
