@@ -15,7 +15,8 @@ from pathlib import PurePath
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from fleet.errors import StoreError
-from fleet.model import Facts, ParamValue, Secret
+from fleet.hosts import Secret
+from fleet.model import Facts, ParamValue
 from fleet.runs import (
     PLAN_FORMAT_VERSION,
     PlannedCase,

@@ -33,7 +33,8 @@ from fleet.compare.engine import build_report
 from fleet.compare.load import load_runs
 from fleet.compare.output import junit, markdown
 from fleet.compare.select import between_runs
-from fleet.model import CpuInfo, Facts, Host, IommuInfo, KvmInfo, Measurement, NumaNode, Topology
+from fleet.hosts import Host
+from fleet.model import CpuInfo, Facts, IommuInfo, KvmInfo, Measurement, NumaNode, Topology
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
 from fleet.store.runs import create_run, record_attempt

@@ -21,16 +21,8 @@ from typing import TypeVar
 
 from fleet.api.plan import plan_summary
 from fleet.config.suite import parse_suite
-from fleet.model import (
-    CpuInfo,
-    Facts,
-    Host,
-    HugePagePool,
-    IommuInfo,
-    KvmInfo,
-    NumaNode,
-    Topology,
-)
+from fleet.hosts import Host
+from fleet.model import CpuInfo, Facts, HugePagePool, IommuInfo, KvmInfo, NumaNode, Topology
 from fleet.plan.matrix import expand
 from fleet.plan.schedule import Candidate, plan
 

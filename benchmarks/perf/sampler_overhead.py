@@ -43,7 +43,7 @@ from typing import Any
 from fleet.agent.protocol import SampleSpec
 from fleet.agent.session import AgentSession
 from fleet.config.sampling import KVM_STATS
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.local import LocalTransport
 
 TICK_SECONDS = 1 / os.sysconf("SC_CLK_TCK")

@@ -66,7 +66,7 @@ from fleet.agent.protocol import (
 from fleet.agent.protocol_decode import decode_hello, decode_reply
 from fleet.agent.shipping import AGENT_ARGV, agent_source, start_failure
 from fleet.errors import HostBusyError, TransportError
-from fleet.model import Become
+from fleet.hosts import Become
 from fleet.transport.base import Stream, StreamTransport, become_input, with_become
 
 R = TypeVar("R", bound=Reply)

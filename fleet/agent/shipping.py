@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from fleet.model import Become
+from fleet.hosts import Become
 from fleet.transport.base import BECOME_HINT, become_failure
 
 # Reads the agent's source (a decimal byte count, a newline, the bytes) from stdin, refuses a

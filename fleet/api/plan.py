@@ -8,7 +8,8 @@ from typing import Any
 
 from fleet.config.suite import Suite
 from fleet.errors import ConfigError
-from fleet.model import Case, Facts, Host, Plan, VariantGroup
+from fleet.hosts import Host
+from fleet.model import Case, Facts, Plan, VariantGroup
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan

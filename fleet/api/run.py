@@ -50,7 +50,8 @@ from fleet.execute.plan import (
 )
 from fleet.execute.policy import new_run_id
 from fleet.facts.gather import gather_facts
-from fleet.model import Facts, Host
+from fleet.hosts import Host
+from fleet.model import Facts
 from fleet.plan.matrix import DEFAULT_MAX_JOBS
 from fleet.plan.schedule import Candidate
 from fleet.runs import Attempt, Claim, RunInfo, StoredPlan

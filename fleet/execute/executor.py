@@ -31,7 +31,8 @@ from fleet.execute.worker import (
     SessionOpener,
     WorkerContext,
 )
-from fleet.model import BootMethod, Facts
+from fleet.hosts import BootMethod
+from fleet.model import Facts
 from fleet.runs import Attempt, JobKey
 
 _CANCEL_JOIN_SECONDS = 20.0

@@ -24,7 +24,7 @@ from fleet.agent.protocol import (
 from fleet.agent.session import AgentSession, LockWaitSink, SampleSink
 from fleet.errors import TransportError
 from fleet.execute.worker import SessionOpener
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport import connect
 from fleet.transport.base import Result, StreamTransport, Transport
 

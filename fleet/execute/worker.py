@@ -39,7 +39,8 @@ from fleet.execute.events import (
 )
 from fleet.execute.knobs import HostSession, apply_knobs, restore_knobs
 from fleet.execute.policy import RetryPolicy, Verdict, judge
-from fleet.model import BootMethod, Case, Facts, Measurement
+from fleet.hosts import BootMethod
+from fleet.model import Case, Facts, Measurement
 from fleet.plan.provisioning import ModuleKnob, provisioning
 from fleet.runs import Attempt, AttemptStatus, JobKey, KnobState, SeriesPoint
 from fleet.sampling.collect import Collected, SampleCollector, series_points

@@ -11,7 +11,8 @@ from fleet.errors import FleetError, TransportError
 from fleet.facts.build import build_facts
 from fleet.facts.probe import PROBE_SCRIPT
 from fleet.facts.tree import parse_dump
-from fleet.model import Facts, Host, HostOutcome
+from fleet.hosts import Host
+from fleet.model import Facts, HostOutcome
 from fleet.transport import Transport, connect
 from fleet.transport.base import BECOME_HINT, become_failure, become_input, with_become
 

@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from fleet.hosts import BootMethod
 from fleet.knobs import module_param_path
-from fleet.model import Assignment, BootMethod, Facts, HostQueue, ParamValue
+from fleet.model import Assignment, Facts, HostQueue, ParamValue
 from fleet.workloads.base import format_param_value
 
 How = Literal["knob", "reload", "kexec", "reboot", "unknown", "impossible"]

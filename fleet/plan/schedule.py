@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from fleet.hosts import Host
 from fleet.model import (
     Assignment,
     Case,
     Facts,
-    Host,
     HostQueue,
     Plan,
     PlanEntry,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import FleetError, ProvisionError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.provision.ansible import (
     PLAYBOOKS_DIR,
     HostRecap,

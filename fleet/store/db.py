@@ -23,7 +23,8 @@ from types import TracebackType
 
 from fleet.codec import facts_from_json_data, facts_to_json_data
 from fleet.errors import StoreError
-from fleet.model import Facts, Host
+from fleet.hosts import Host
+from fleet.model import Facts
 from fleet.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "DatabaseError",

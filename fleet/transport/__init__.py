@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.base import Result, Transport
 
 __all__ = ["Result", "Transport", "connect"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.base import Result
 
 # What a POSIX shell (and so an SSH host) reports when it cannot find or execute a command.

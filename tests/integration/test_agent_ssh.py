@@ -21,8 +21,8 @@ import pytest
 from fleet.agent import AgentSession, RunOutcome
 from fleet.config.inventory import load_inventory
 from fleet.errors import TransportError
+from fleet.hosts import Host
 from fleet.lab import LabState
-from fleet.model import Host
 from fleet.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration

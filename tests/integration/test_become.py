@@ -23,8 +23,8 @@ import yaml
 from fleet.agent import AgentSession
 from fleet.config.inventory import load_inventory
 from fleet.errors import TransportError
+from fleet.hosts import Host
 from fleet.lab import LabState
-from fleet.model import Host
 from fleet.transport.ssh import SshTransport
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ import pytest
 from fleet.agent import AgentSession
 from fleet.config.inventory import load_inventory
 from fleet.errors import HostBusyError, TransportError
+from fleet.hosts import Host
 from fleet.lab import LabState
-from fleet.model import Host
 from fleet.store import Store
 from fleet.store.runs import list_runs, load_run
 from fleet.transport.ssh import SshTransport

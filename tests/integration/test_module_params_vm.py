@@ -17,8 +17,8 @@ import pytest
 
 from fleet.codec import plan_from_json
 from fleet.config.inventory import load_inventory
+from fleet.hosts import Host
 from fleet.lab import LabState
-from fleet.model import Host
 from fleet.store import Store
 from fleet.store.runs import list_runs, load_run
 from fleet.transport import connect

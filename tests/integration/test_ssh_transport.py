@@ -16,8 +16,8 @@ import pytest
 
 from fleet.config.inventory import load_inventory
 from fleet.errors import HostKeyError, TransportError
+from fleet.hosts import Host, JumpHost, Secret
 from fleet.lab import LabState
-from fleet.model import Host, JumpHost, Secret
 from fleet.transport import Transport, connect
 from fleet.transport.ssh import DEFAULT_KEEPALIVE_SECONDS, SshTransport
 

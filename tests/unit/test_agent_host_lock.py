@@ -24,7 +24,7 @@ from fleet.agent import AgentSession
 from fleet.agent.protocol import KnobRecovery, LockWait
 from fleet.agent.session import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_SILENCE_SECONDS
 from fleet.errors import HostBusyError, TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.local import LocalTransport
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_an_agent_told_to_stop_by_a_signal_restores_the_knob(agent: AgentSession
 CONTROLLER = """
 import sys, time
 from fleet.agent import AgentSession
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.local import LocalTransport
 host = Host(name="me", address="localhost", connection="local")
 s = AgentSession(LocalTransport(host), host_name="me", heartbeat_seconds=0.3,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fleet.agent import PROTOCOL_VERSION, AgentSession, RunOutcome
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.local import LocalTransport
 
 HOSTILE = [
@@ -339,7 +339,7 @@ def test_stdin_eof_kills_the_running_child_and_the_agent_exits(agent: AgentSessi
 CONTROLLER = """
 import sys
 from fleet.agent import AgentSession
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.local import LocalTransport
 host = Host(name="me", address="localhost", connection="local")
 session = AgentSession(LocalTransport(host), host_name="me")

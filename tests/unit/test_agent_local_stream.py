@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.base import Stream, StreamTransport
 from fleet.transport.local import LocalStream, LocalTransport
 

@@ -22,7 +22,7 @@ from fleet.agent import AgentSession
 from fleet.agent.protocol import SampleSpec
 from fleet.agent.shipping import agent_source
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.sampling.collect import SampleCollector
 from fleet.sampling.decode import SampleDecoder, Snapshot
 from fleet.transport.local import LocalTransport

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.model import Become, Secret
+from fleet.hosts import Become, Secret
 from fleet.transport.base import become_failure, become_input, with_become
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from fleet.config.inventory import Inventory, load_inventory
 from fleet.errors import InventoryError
-from fleet.model import Host, JumpHost, Secret
+from fleet.hosts import Host, JumpHost, Secret
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "inventories"
 YAML_LAB = DATA / "yaml_lab" / "hosts.yml"

@@ -253,7 +253,7 @@ def test_plan_says_per_host_how_each_variant_is_reached(guest: Facts, host: Fact
     from fleet.api.plan import plan_suite, plan_summary, provisioning_needed
     from fleet.cli.render import plan_view
     from fleet.config.suite import parse_suite
-    from fleet.model import Host
+    from fleet.hosts import Host
 
     facts = [replace(guest, host="guest"), replace(host, host="intel")]
     hosts = [Host("guest", "192.0.2.1", boot="kexec"), Host("intel", "192.0.2.2")]

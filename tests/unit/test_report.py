@@ -55,7 +55,7 @@ def facts(host: str) -> Facts:
 
 def make_store(path: Path, run_id: str = "r1", shift: float = 0.0) -> Store:
     store = Store.open(path)
-    from fleet.model import Host
+    from fleet.hosts import Host
 
     store.save_snapshots([Host(h, "127.0.0.1", "ssh", 22, None) for h in HOSTS],
                          [facts(h) for h in HOSTS])

@@ -12,7 +12,8 @@ from test_report import facts, make_store
 
 from fleet.cli import main
 from fleet.compare.fingerprint import MismatchError
-from fleet.model import CpuInfo, Host
+from fleet.hosts import Host
+from fleet.model import CpuInfo
 from fleet.report.build import ReportRequest, build_report
 from fleet.runs import Attempt, RunInfo
 from fleet.store import Store

@@ -21,17 +21,8 @@ from fleet.errors import ConfigError
 from fleet.facts.build import build_facts
 from fleet.facts.numactl import parse_numactl_hardware
 from fleet.facts.tree import tree_from_root
-from fleet.model import (
-    Case,
-    Facts,
-    Host,
-    HugePagePool,
-    KvmInfo,
-    NumaNode,
-    Plan,
-    Requirements,
-    Topology,
-)
+from fleet.hosts import Host
+from fleet.model import Case, Facts, HugePagePool, KvmInfo, NumaNode, Plan, Requirements, Topology
 from fleet.plan.matrix import expand
 from fleet.plan.schedule import Candidate, eligibility, plan
 

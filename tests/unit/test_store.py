@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import StoreError
+from fleet.hosts import Host, Secret
 from fleet.model import (
     CpuInfo,
     Facts,
-    Host,
     HugePagePool,
     IommuGroup,
     IommuInfo,
     KvmInfo,
     KvmModule,
     NumaNode,
-    Secret,
     Topology,
 )
 from fleet.store import SCHEMA_VERSION, Store

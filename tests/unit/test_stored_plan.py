@@ -20,7 +20,8 @@ from fleet.errors import StoreError
 from fleet.execute.plan import plan_jobs
 from fleet.facts.build import build_facts
 from fleet.facts.tree import tree_from_root
-from fleet.model import Case, Host
+from fleet.hosts import Host
+from fleet.model import Case
 from fleet.plan.matrix import expand
 from fleet.report.load import load_records
 from fleet.runs import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport import Result, Transport, connect
 from fleet.transport.local import SESSION_PATH, LocalTransport, session_environment
 

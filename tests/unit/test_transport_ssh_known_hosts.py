@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 from fleet.errors import HostKeyError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.ssh.known_hosts import HostKeyPolicy, load_known_hosts
 
 HOST = Host(name="web1", address="10.0.0.5", port=2222)

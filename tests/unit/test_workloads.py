@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from fleet.config.suite import load_suite, parse_suite
 from fleet.errors import ConfigError, ParseError
-from fleet.model import Host, Measurement
+from fleet.hosts import Host
+from fleet.model import Measurement
 from fleet.transport.local import LocalTransport
 from fleet.workloads.base import ParamSpec, format_param_value
 from fleet.workloads.command import CommandWorkload, parse_template

@@ -23,7 +23,7 @@ from fleet.config.inventory.host import to_host
 from fleet.config.inventory.limit import apply_limit
 from fleet.config.inventory.ssh_config import resolve, user_config
 from fleet.errors import InventoryError
-from fleet.model import Host
+from fleet.hosts import Host
 
 YAML_SUFFIXES = (".yml", ".yaml")
 

@@ -24,7 +24,7 @@ from fleet.config.inventory.ssh_args import (
 )
 from fleet.config.inventory.ssh_config import Options
 from fleet.errors import InventoryError
-from fleet.model import Become, BootMethod, ConnectionKind, Host, Secret
+from fleet.hosts import Become, BootMethod, ConnectionKind, Host, Secret
 from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 
 _CONNECTIONS: Mapping[str, ConnectionKind] = {

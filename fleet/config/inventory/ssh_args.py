@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from fleet.errors import InventoryError
-from fleet.model import JumpHost
+from fleet.hosts import JumpHost
 
 # Options that only tune OpenSSH's own process, logging or multiplexing.
 NO_OPS = frozenset({

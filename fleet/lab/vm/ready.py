@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleet.errors import LabError, TransportError
+from fleet.hosts import Host
 from fleet.lab import sshd
 from fleet.lab.vm import process as vm_process
 from fleet.lab.vm.state import GuestRecord
-from fleet.model import Host
 from fleet.transport import connect
 
 Restart = Callable[[GuestRecord], GuestRecord]  # stop a guest's QEMU, boot it afresh

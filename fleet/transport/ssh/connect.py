@@ -19,7 +19,7 @@ from typing import Any
 import paramiko
 
 from fleet.errors import TransportError
-from fleet.model import Host, JumpHost
+from fleet.hosts import Host, JumpHost
 from fleet.transport.base import KEY_FILE_HINT, not_a_private_key
 from fleet.transport.ssh.known_hosts import (
     HostKeyPolicy,

@@ -16,7 +16,7 @@ import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from fleet.errors import HostKeyError, TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 _ENTRY_ERRORS = (paramiko.SSHException, InvalidHostKey, ValueError, TypeError, IndexError)

@@ -12,7 +12,7 @@ from types import TracebackType
 import paramiko
 
 from fleet.errors import TransportError
-from fleet.model import Host
+from fleet.hosts import Host
 from fleet.transport.base import Result
 from fleet.transport.ssh.connect import Connection, open_connection
 from fleet.transport.ssh.stream import SshStream, drain, send_stdin, wait_readable
