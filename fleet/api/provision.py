@@ -16,7 +16,7 @@ def provision_hosts(request: ProvisionRequest, *, store_path: Path | None,
                     progress: Progress | None = None) -> ProvisionReport:
     """Every host of the inventory (``request.limit``) into its declared state, and the record
     stored (``store_path`` None: not stored). Bad input raises before any host is touched."""
-    from fleet.config.inventory.variables import load_with_variables
+    from fleet.config.inventory import load_with_variables
     from fleet.provision.desired import desired_state
     from fleet.provision.run import provision
 

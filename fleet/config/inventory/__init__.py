@@ -22,6 +22,7 @@ import yaml
 from fleet.config.inventory.host import to_host
 from fleet.config.inventory.limit import apply_limit
 from fleet.config.inventory.ssh_config import resolve, user_config
+from fleet.config.inventory.variables import fleet_variables
 from fleet.errors import InventoryError
 from fleet.hosts import Host
 
@@ -49,6 +50,14 @@ class Inventory:
 
 def load_inventory(sources: Sequence[Path], *, limit: str | None = None) -> Inventory:
     """Read Ansible inventory sources (files or directories), keep the hosts ``limit`` selects."""
+    return load_with_variables(sources, limit=limit)[0]
+
+
+def load_with_variables(sources: Sequence[Path], *, limit: str | None = None
+                        ) -> tuple[Inventory, dict[str, Mapping[str, Any]]]:
+    """The inventory, and host name -> its ``fleet_*`` variables as Ansible resolves them
+    (group_vars, host_vars, the inventory's vars), in one parse: only ``fleet_`` names are
+    kept, so connection secrets never leave this package."""
     paths = tuple(Path(s) for s in sources)
     if not paths:
         raise InventoryError("no inventory given", hint="pass -i FILE")
@@ -59,14 +68,15 @@ def load_inventory(sources: Sequence[Path], *, limit: str | None = None) -> Inve
     where = ", ".join(map(str, paths))
     with _captured_output() as output:
         try:
-            inventory = _load(paths, limit)
+            inventory, variables = _load(paths, limit)
         except AnsibleError as e:
             raise InventoryError(_first_line(str(e)), where=where,
                                  hint="fix the inventory") from None
-    return dataclasses.replace(inventory, warnings=_warnings(output.getvalue()))
+    return dataclasses.replace(inventory, warnings=_warnings(output.getvalue())), variables
 
 
-def _load(paths: tuple[Path, ...], limit: str | None) -> Inventory:
+def _load(paths: tuple[Path, ...], limit: str | None
+          ) -> tuple[Inventory, dict[str, Mapping[str, Any]]]:
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
 
@@ -88,7 +98,8 @@ def _load(paths: tuple[Path, ...], limit: str | None) -> Inventory:
         hosts = tuple(to_host(name, v, loader, ssh_config=found.get(h.address, ()))
                       if h.connection == "ssh" and found.get(h.address) else h
                       for (name, v), h in zip(host_vars, hosts, strict=True))
-    return Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
+    inventory = Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
+    return inventory, {name: fleet_variables(v) for name, v in host_vars}
 
 
 # ---- sources: existence, YAML syntax, Ansible's parse ----------------------------------------
