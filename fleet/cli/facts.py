@@ -107,7 +107,9 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_hosts(args: argparse.Namespace) -> int:
     inventory = load_hosts(args)
     rows = [{"name": h.name, "address": h.address, "port": h.port, "user": h.user,
-             "connection": h.connection, "via": h.via(), "groups": list(h.groups)}
+             "connection": h.connection, "via": h.via(),
+             "become": h.become.user if h.become is not None else None,
+             "groups": list(h.groups)}
             for h in inventory.hosts]
     if args.json:
         print_json({"hosts": rows})
@@ -117,11 +119,12 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from fleet.model import MISSING_TEXT
 
     table = Table(title="Inventory", title_justify="left")
-    for col in ("name", "address", "port", "user", "connection", "via", "groups"):
+    for col in ("name", "address", "port", "user", "connection", "via", "become", "groups"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["address"], str(r["port"]), r["user"] or MISSING_TEXT,
-                      r["connection"], r["via"] or MISSING_TEXT, ",".join(r["groups"]))
+                      r["connection"], r["via"] or MISSING_TEXT, r["become"] or MISSING_TEXT,
+                      ",".join(r["groups"]))
     stdout_console().print(table)
     return EXIT_OK
 
