@@ -7,6 +7,7 @@ removes both.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -123,3 +124,17 @@ def test_facts_cli_probes_as_root_and_never_prints_the_password(
     assert account.password not in done.stdout + done.stderr
     assert lab.hosts[1].name in done.stdout
     assert account.password.encode() not in (tmp_path / "fleet.db").read_bytes()
+
+
+def test_hosts_shows_who_is_become_but_never_the_password(
+        lab: LabState, account: Account, tmp_path: Path) -> None:
+    extra = inventory(lab, tmp_path, {"ansible_user": account.name, "ansible_become": True,
+                                      "ansible_become_password": account.password})
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet", "hosts", "-i", str(lab.inventory_path), "-i",
+         str(extra), "--json"], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)["hosts"]}
+    assert rows[lab.hosts[1].name]["become"] == "root"
+    assert rows[lab.hosts[0].name]["become"] is None
+    assert account.password not in done.stdout + done.stderr
