@@ -29,7 +29,8 @@ ADAPTERS = {
     "matplotlib": "report/plots.py",
     "otava": "compare/changes.py",
 }
-PURE = ["model.py", "hosts.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py", "facts/numactl.py",
+PURE = ["model.py", "hosts.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py",
+        "facts/numactl.py",
         "facts/tree.py", "facts/build.py", "facts/probe.py", "plan/matrix.py", "plan/schedule.py",
         "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
         "yamlnode.py",
