@@ -61,8 +61,9 @@ def sh(host: Host, command: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def release(guest: Host) -> str:
-    return sh(guest, "uname -r")
+def release(rootfs_image: RootfsImage) -> str:
+    """The lab guests' kernel (the image's one linux-image); the guest's uname -r is checked."""
+    return rootfs_image.kernel_release
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def test_the_build_is_cached(probe_build: BuildResult, release: str) -> None:
 
 def test_install_verify_refuse_and_roll_back(guest_lab: LabState, guest: Host, release: str,
                                              probe_build: BuildResult) -> None:
+    assert sh(guest, "uname -r") == release
     stock = loaded(guest)
     assert stock["probe"] == "absent" and stock["kvm_amd"] == ""  # nested KVM: kvm_amd loaded
     request = InstallRequest(inventory=(guest_lab.inventory_path,), build=probe_build,
@@ -126,8 +128,9 @@ def test_install_verify_refuse_and_roll_back(guest_lab: LabState, guest: Host, r
 
 def test_a_patch_that_does_not_apply_to_the_real_tree(tmp_path: Path, release: str) -> None:
     bad = tmp_path / "0002-bad.patch"
+    # one context line that 6.1 does not have: no fuzz, the hunk fails
     bad.write_text(PROBE.read_text().replace(" module_param(kvmclock_periodic_sync",
-                                             " module_param(no_such_line"))
+                                             " module_param(kvmclock_periodic_sync_ms"))
     with pytest.raises(ProvisionError) as caught:
         build_kvm_modules(BuildRequest(source="linux-source-6.1", kernel_release=release,
                                        patches=(PROBE, bad)))

@@ -90,6 +90,13 @@ def test_the_series_applies_with_patch(tmp_path: Path) -> None:
     assert "module_param(fleet_probe, int, 0444);" in (tree / "arch/x86/kvm/x86.c").read_text()
 
 
+def test_a_hunk_whose_context_differs_is_not_applied_with_fuzz(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "t", x86_c=X86_C.replace("kvmclock_periodic_sync, bool",
+                                                         "kvmclock_periodic_sync, int"))
+    with pytest.raises(ProvisionError, match=r"hunk #1 of arch/x86/kvm/x86\.c FAILED at line 153"):
+        series.apply_series(tree, (PROBE,), use_git=False)
+
+
 def test_a_hunk_that_does_not_apply_is_named(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path / "t", x86_c="something else\n")
     with pytest.raises(ProvisionError) as caught:

@@ -98,8 +98,9 @@ def _apply_argv(patch: Path, *, use_git: bool) -> list[str]:
         return ["git", *_IDENTITY, "am", "-q", "--no-3way", str(patch.resolve())]
     if use_git:
         return ["git", "apply", "--index", str(patch.resolve())]
-    return ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "--reject-file=-",
-            "-i", str(patch.resolve())]
+    # --fuzz=0: a hunk applies where its context matches exactly, as with git (no silent drift)
+    return ["patch", "-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch",
+            "--reject-file=-", "-i", str(patch.resolve())]
 
 
 def _is_mbox(patch: Path) -> bool:

@@ -54,7 +54,8 @@ users() {
 reload() {
     busy=$(users)
     if [ -n "$busy" ]; then
-        echo "refusing to reload kvm: in use by$busy (stop the VMs, then provision again)" >&2
+        # on stdout: the script module runs with a tty that mixes in ssh's own stderr
+        echo "refusing to reload kvm: in use by$busy (stop the VMs, then provision again)"
         exit 3
     fi
     vendors=""
@@ -62,10 +63,10 @@ reload() {
         [ -e "/sys/module/$m/initstate" ] && vendors="$vendors $m"
     done
     for m in $vendors kvm; do
-        if [ -e "/sys/module/$m/initstate" ]; then modprobe -r "$m" || exit 4; fi
+        if [ -e "/sys/module/$m/initstate" ]; then modprobe -r "$m" 2>&1 || exit 4; fi
     done
-    modprobe kvm || exit 5
-    for m in $vendors; do modprobe "$m" || exit 5; done
+    modprobe kvm 2>&1 || exit 5
+    for m in $vendors; do modprobe "$m" 2>&1 || exit 5; done
 }
 
 case "${1:-}" in
