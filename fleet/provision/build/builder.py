@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -127,9 +128,22 @@ def _collect(module_dir: Path, out: Path, release: str) -> tuple[BuiltModule, ..
         srcversion = info.get("srcversion")
         if not srcversion:
             raise ProvisionError("no srcversion in the built module", where=str(ko))
-        shutil.copy2(ko, out / ko.name)
+        (out / "debug").mkdir(exist_ok=True)
+        shutil.copy2(ko, out / "debug" / ko.name)  # with debug info, for perf and crash
+        _strip(ko, out / ko.name)
         modules.append(BuiltModule(name=ko.stem.replace("-", "_"), path=out / ko.name,
                                    srcversion=srcversion, vermagic=vermagic))
     if not any(m.name == "kvm" for m in modules):
         raise ProvisionError("the build made no kvm.ko", where=str(module_dir))
     return tuple(modules)
+
+
+def _strip(ko: Path, target: Path) -> None:
+    """What modules_install's INSTALL_MOD_STRIP does (Debian's own modules are stripped):
+    kvm.ko shrinks from ~19 MB to ~2 MB, which is most of the install's copy time."""
+    done = subprocess.run(["strip", "--strip-debug", "-o", str(target), str(ko)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise ProvisionError(f"strip --strip-debug failed: {last}", where=str(ko),
+                             hint="install binutils on the controller (scripts/bootstrap)")

@@ -12,7 +12,7 @@ from fleet.errors import ProvisionError
 from fleet.provision.build.model import BuildResult, BuiltModule
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the .ko files are stripped of debug info (debug/ keeps them)
 
 
 def default_cache_dir() -> Path:

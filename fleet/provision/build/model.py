@@ -68,8 +68,10 @@ class InstallRequest:
 
 @dataclass(frozen=True)
 class InstalledModules:
-    """What a host runs after install/rollback: verified by the role (srcversion per module;
-    None where the module carries none, as Debian's stock modules)."""
+    """What a host runs after install/rollback, verified by the role: kvm is loaded, and every
+    loaded KVM module (kvm always, the vendor module that was loaded before) has the srcversion
+    given here (None: the stock module, which carries none on Debian). A vendor module that
+    was not loaded is installed but not loaded."""
 
     host: str
     kernel_release: str
