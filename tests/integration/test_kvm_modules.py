@@ -1,0 +1,148 @@
+"""Patched KVM modules on an emulated lab host: a real patch to arch/x86/kvm (a read-only
+parameter, fleet_probe) built against the guest's Debian kernel from linux-source-6.1,
+installed, reloaded, verified by srcversion and the parameter, refused while /dev/kvm is held,
+rolled back. The source tarball, the headers and the build are cached in ~/.cache/fleet/build
+across runs (a cold build costs minutes; see benchmarks/perf/README.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.config.inventory import load_inventory
+from fleet.errors import ProvisionError
+from fleet.lab import LabState, lab_down, vm_lab_up
+from fleet.lab.image.rootfs import RootfsImage
+from fleet.model import Host
+from fleet.provision.ansible import TaskEvent
+from fleet.provision.build import (
+    BuildRequest,
+    BuildResult,
+    InstallRequest,
+    build_kvm_modules,
+    install,
+    rollback,
+)
+from fleet.transport import connect
+
+pytestmark = pytest.mark.integration
+
+PROBE = Path(__file__).resolve().parents[1] / "data" / "kvm_patches" / \
+    "0001-kvm-fleet_probe-parameter.patch"
+HOLD_KVM = ("import os, time; fd = os.open('/dev/kvm', os.O_RDWR); "
+            "open('/run/kvm-holder.pid', 'w').write(str(os.getpid())); time.sleep(600)")
+
+
+@pytest.fixture(scope="module")
+def guest_lab(tmp_path_factory: pytest.TempPathFactory,
+              rootfs_image: RootfsImage) -> Iterator[LabState]:
+    state_dir = tmp_path_factory.mktemp("kvm-modules")
+    try:
+        yield vm_lab_up(["2n"], state_dir, image=rootfs_image)
+    finally:
+        lab_down(state_dir)
+
+
+@pytest.fixture(scope="module")
+def guest(guest_lab: LabState) -> Host:
+    (host,) = load_inventory([guest_lab.inventory_path]).hosts
+    return host
+
+
+def sh(host: Host, command: str) -> str:
+    with connect(host) as transport:
+        result = transport.run(["sh", "-c", command], timeout_seconds=120)
+    assert result.ok, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def release(rootfs_image: RootfsImage) -> str:
+    """The lab guests' kernel (the image's one linux-image); the guest's uname -r is checked."""
+    return rootfs_image.kernel_release
+
+
+@pytest.fixture(scope="module")
+def probe_build(release: str) -> BuildResult:
+    return build_kvm_modules(BuildRequest(source="linux-source-6.1", kernel_release=release,
+                                          patches=(PROBE,)))
+
+
+def loaded(host: Host) -> dict[str, str]:
+    """/sys/module/<m>/srcversion of the loaded KVM modules ('' when it has none) and the
+    fleet_probe parameter ('absent' when the module has no such parameter)."""
+    text = sh(host, "for m in kvm kvm_amd kvm_intel; do [ -e /sys/module/$m/initstate ] || "
+                    "continue; echo $m=$(cat /sys/module/$m/srcversion 2>/dev/null); done; "
+                    "echo probe=$(cat /sys/module/kvm/parameters/fleet_probe 2>/dev/null "
+                    "|| echo absent)")
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_the_build_is_cached(probe_build: BuildResult, release: str) -> None:
+    assert {m.name for m in probe_build.modules} == {"kvm", "kvm_amd", "kvm_intel"}
+    assert all(m.vermagic.startswith(f"{release} ") for m in probe_build.modules)
+    assert (probe_build.directory / "manifest.json").is_file()
+    started = time.monotonic()
+    again = build_kvm_modules(BuildRequest(source="linux-source-6.1", kernel_release=release,
+                                           patches=(PROBE,)))
+    assert again.cached and again.key == probe_build.key
+    assert again.srcversions() == probe_build.srcversions()
+    assert time.monotonic() - started < 60  # hashes only: about a second here
+
+
+def test_install_verify_refuse_and_roll_back(guest_lab: LabState, guest: Host, release: str,
+                                             probe_build: BuildResult) -> None:
+    assert sh(guest, "uname -r") == release
+    stock = loaded(guest)
+    assert stock["probe"] == "absent" and stock["kvm_amd"] == ""  # nested KVM: kvm_amd loaded
+    request = InstallRequest(inventory=(guest_lab.inventory_path,), build=probe_build,
+                             kernel_release=release)
+    (installed,) = install(request)
+    assert installed.host == guest.name and installed.srcversions == probe_build.srcversions()
+    now = loaded(guest)
+    assert now == {"kvm": probe_build.srcversions()["kvm"],
+                   "kvm_amd": probe_build.srcversions()["kvm_amd"], "probe": "1"}
+    events: list[TaskEvent] = []
+    install(request, on_event=events.append)  # idempotent: no copy, no reload
+    assert [e.task for e in events if e.status == "changed"] == []
+
+    sh(guest, f"setsid python3 -c \"{HOLD_KVM}\" >/dev/null 2>&1 < /dev/null & sleep 2")
+    holder = sh(guest, "cat /run/kvm-holder.pid")
+    with pytest.raises(ProvisionError) as caught:
+        rollback(request)
+    assert f"python3 (pid {holder})" in caught.value.line()
+    assert "refusing to reload kvm" in caught.value.line()
+    assert loaded(guest) == now  # nothing unloaded while the VM ran
+    sh(guest, f"kill {holder}; sleep 1")
+
+    (back,) = rollback(request)
+    assert back.srcversions == {"kvm": None, "kvm_amd": None, "kvm_intel": None}
+    assert loaded(guest) == stock
+    assert sh(guest, f"ls /lib/modules/{release}/updates/fleet 2>&1 || true").endswith(
+        "No such file or directory")
+
+
+def test_a_patch_that_does_not_apply_to_the_real_tree(tmp_path: Path, release: str) -> None:
+    bad = tmp_path / "0002-bad.patch"
+    # one context line that 6.1 does not have: no fuzz, the hunk fails
+    bad.write_text(PROBE.read_text().replace(" module_param(kvmclock_periodic_sync",
+                                             " module_param(kvmclock_periodic_sync_ms"))
+    with pytest.raises(ProvisionError) as caught:
+        build_kvm_modules(BuildRequest(source="linux-source-6.1", kernel_release=release,
+                                       patches=(PROBE, bad)))
+    assert caught.value.line().startswith(
+        f"{bad}: patch does not apply: hunk #1 of arch/x86/kvm/x86.c FAILED at line 153")
+
+
+def test_a_netns_lab_host_is_refused(lab: LabState, probe_build: BuildResult,
+                                     release: str) -> None:
+    hosts = load_inventory([lab.inventory_path]).hosts
+    with pytest.raises(ProvisionError) as caught:
+        install(InstallRequest(inventory=(lab.inventory_path,), build=probe_build,
+                               kernel_release=release, host_count=len(hosts)))
+    assert "is a netns lab host: it shares the controller's kernel" in caught.value.line()
+    assert f"on {len(hosts)} host(s)" in caught.value.line()
