@@ -13,7 +13,7 @@ import dataclasses
 import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import yaml
 
 from fleet.config.inventory.host import to_host
 from fleet.config.inventory.limit import apply_limit
+from fleet.config.inventory.variants import HostProvisioning, parse_provisioning
 from fleet.errors import InventoryError
 from fleet.model import Host
 
@@ -32,12 +33,18 @@ class Inventory:
     """The hosts selected from some inventory sources; ``groups`` maps group -> host names.
 
     ``warnings`` are the one-line warnings Ansible gave while loading (for the CLI to show).
+    ``provisioning`` maps host name -> its kernel variants, boot method and power command.
     """
 
     sources: tuple[Path, ...]
     hosts: tuple[Host, ...]
     groups: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
+    provisioning: Mapping[str, HostProvisioning] = field(default_factory=dict)
+
+    def host_variants(self) -> dict[str, tuple[str, ...]]:
+        """Host name -> the names of its declared variants (hosts that declare some)."""
+        return {name: p.variant_names() for name, p in self.provisioning.items() if p.variants}
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -79,9 +86,23 @@ def _load(paths: tuple[Path, ...], limit: str | None) -> Inventory:
         apply_limit(manager, limit, everyone)
     selected = manager.get_hosts("all")
     variables = VariableManager(loader=loader, inventory=manager)
-    hosts = tuple(to_host(h.name, variables.get_vars(host=h, include_hostvars=False), loader)
-                  for h in selected)
-    return Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
+    by_host = {h.name: variables.get_vars(host=h, include_hostvars=False) for h in selected}
+    hosts = tuple(to_host(name, host_vars, loader) for name, host_vars in by_host.items())
+    provisioning = {name: parse_provisioning(name, host_vars, _origin)
+                    for name, host_vars in by_host.items()}
+    return Inventory(sources=paths, hosts=hosts, groups=_groups(hosts), provisioning=provisioning)
+
+
+def _origin(value: object) -> str | None:
+    """file:line:col where Ansible read a variable's value (None when it does not know)."""
+    try:
+        from ansible._internal._datatag._tags import Origin
+    except ImportError:  # another ansible-core: errors then name the inventory file only
+        return None
+    origin = Origin.get_tag(value)
+    if origin is None or origin.path is None:
+        return None
+    return str(origin)
 
 
 # ---- sources: existence, YAML syntax, Ansible's parse ----------------------------------------
