@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from fleet.errors import FleetError
 from fleet.model import Facts, comparable_fields
 from fleet.runs import KnobState
+from fleet.variant import VariantIdentity
 
 FIELDS = ("cpu_model", "microcode", "nodes", "distances", "sockets", "kernel_release",
-          "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "knobs", "facts")
+          "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "knobs", "facts",
+          "variant")
 # axis name -> fields that axis is expected to change (module parameters: the cmdline)
 AXIS_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "kernel": ("kernel_release", "kernel_cmdline"), "kernel_cmdline": ("kernel_cmdline",),
+    "kernel": ("kernel_release", "kernel_cmdline", "variant"),
+    "kernel_cmdline": ("kernel_cmdline",),
     "thp": ("thp_enabled",), "thp_defrag": ("thp_defrag",),
     "numa_balancing": ("numa_balancing",)}
 UNKNOWN = "unknown"
@@ -45,15 +48,21 @@ class FieldDiff:
         return f"{self.host} {self.field}: {_short(self.baseline)} vs {_short(self.candidate)}"
 
 
-def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None
-                ) -> Fields:
-    """The compared fields of one attempt (facts None: every facts field is unknown)."""
+def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None,
+                variant: VariantIdentity | None = None) -> Fields:
+    """The compared fields of one attempt (facts None: every facts field is unknown).
+
+    ``variant``: the verified kernel variant the attempt's host ran (its name, kind, KVM
+    modules' srcversions or build ids, source and series hashes); without one there is no
+    ``variant`` field, so fingerprints of attempts on unprovisioned hosts do not change."""
     if facts is None:
         values: dict[str, object] = {"facts": UNKNOWN}
     else:
         values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
                   "numa_balancing": facts.numa_balancing}
     values["knobs"] = {k.name: k.after for k in knobs if k.name != axis}
+    if variant is not None:
+        values["variant"] = variant.fingerprint_text()
     return tuple(sorted((name, _text(value)) for name, value in values.items()))
 
 

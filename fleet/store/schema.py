@@ -142,5 +142,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, host)
     );
     """,
+    # 6 (wt-c): the verified kernel variant identity (fleet.variant.VariantIdentity as JSON)
+    # of the host an attempt ran on, when the host was provisioned with a variant; else NULL
+    """
+    ALTER TABLE attempts ADD COLUMN variant_json TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
