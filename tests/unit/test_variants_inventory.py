@@ -11,10 +11,12 @@ import pytest
 from fleet.api.plan import plan_suite
 from fleet.config.inventory import load_inventory
 from fleet.config.suite import parse_suite
-from fleet.errors import ConfigError, InventoryError
+from fleet.errors import ConfigError, InventoryError, ProvisionError
 from fleet.facts.build import build_facts
 from fleet.facts.tree import tree_from_root
 from fleet.model import Facts
+from fleet.provision.variants import switch
+from fleet.provision.variants.power import power_cycle
 
 GOOD = """\
 all:
@@ -151,3 +153,34 @@ def test_plan_refuses_a_kernel_value_that_is_no_variant_of_the_host(
     # without fleet_variants the value is a kernel release, planned as before
     plan = plan_suite(suite, [ne_facts], hosts, seed=1, where="kernels.yml")
     assert [dict(g.variant)["kernel"] for g in plan.queues[0].groups] == ["deb-56", "nope"]
+
+
+# ---- switch's refusals before it touches a host -----------------------------------------------
+
+
+@pytest.mark.parametrize(("variant", "expected"), [
+    ("nope", "{inv}: variant 'nope' is not declared for host vm1 (its variants: deb-56, local, "
+             "eps, mine) (declare it under fleet_variants in the inventory)"),
+    ("eps", "{inv}:11:9: variant eps: kvm_modules variants are not in this build yet (use a "
+            "package or deb variant)"),
+    ("local", "{inv}:10:9: variant local: the .deb {tmp}/debs/k.deb does not exist (fix the "
+              "path (relative to the inventory file), or fetch it: apt-get download PACKAGE)"),
+])
+def test_switch_refuses_bad_input_in_one_line(tmp_path: Path, variant: str,
+                                              expected: str) -> None:
+    path = write(tmp_path, GOOD)
+    inv = load_inventory([path])
+    with pytest.raises(ProvisionError) as info:
+        switch(inv, "vm1", variant, cache_dir=tmp_path / "cache")
+    assert str(info.value) == expected.format(inv=path, tmp=tmp_path)
+
+
+def test_a_host_without_a_power_command_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    plain = load_inventory([path]).provisioning["plain"]
+    with pytest.raises(ProvisionError) as info:
+        power_cycle(plain, "variant x (6.1.0-56-amd64) did not boot: not back within 180 s")
+    assert str(info.value) == (
+        "plain: variant x (6.1.0-56-amd64) did not boot: not back within 180 s, and the host "
+        "has no fleet_power_command to power-cycle it (add fleet_power_command: [argv...] to "
+        f"its inventory ({path}), or power-cycle it by hand)")
