@@ -34,7 +34,8 @@ def test_inventory_groups_vars_and_expected_topology(tmp_path: Path) -> None:
               (record("vm2-4n", "4n", 40002, tmp_path), resolve("4n")),
               (record("vm3-2n-asym", "2n-asym", 40003, tmp_path), resolve("2n-asym"))]
     text = render_vm_inventory("abc123", guests, client_key=tmp_path / "client_ed25519",
-                               known_hosts=tmp_path / "known_hosts")
+                               known_hosts=tmp_path / "known_hosts",
+                               power_command=("python3", "-m", "fleet", "lab", "power-cycle"))
     path = tmp_path / "inventory.yml"
     path.write_text(text)
     data = yaml.safe_load(text)["all"]["children"]
@@ -52,6 +53,10 @@ def test_inventory_groups_vars_and_expected_topology(tmp_path: Path) -> None:
     assert (loaded.address, loaded.port, loaded.user) == ("127.0.0.1", 40001, "root")
     assert loaded.known_hosts_files == (str(tmp_path / "known_hosts"),)
     assert set(loaded.groups) == {"lab", "vm", "numa2"}
+    boot = inventory.provisioning["vm1-2n"]  # kernel variants switch by kexec, roll back by QEMU
+    assert boot.boot == "kexec"
+    assert boot.power_command == ("python3", "-m", "fleet", "lab", "power-cycle", "vm1-2n")
+    assert boot.console_log == tmp_path / "guests" / "vm1-2n" / "console.log"
 
 
 def test_seed_tar_holds_exactly_the_guest_identity(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from fleet.lab.vm.topologies import GuestTopology, expected_topology_vars
 VM_GROUP = "vm"
 GUEST_PYTHON = "/usr/bin/python3"
 GUEST_HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
-# a kexec boot under TCG takes 20-60 s; a loaded machine may need twice that
-BOOT_TIMEOUT_SECONDS = 180
+# a kexec boot under TCG takes 1-2 min (the new kernel loads every module udev finds); a loaded
+# 2-core machine took 4 min
+BOOT_TIMEOUT_SECONDS = 420
 
 
 def write_seed(path: Path, *, hostname: str, host_key: Path, authorized_keys: str) -> None:
