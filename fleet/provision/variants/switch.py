@@ -64,7 +64,8 @@ def switch(inventory: Inventory, host_name: str, variant: str, *, cache_dir: Pat
         return _identity(target.spec, deb, before)
     say(f"{host_name}: installing {deb.path.name}")
     _play(target, "variant-install.yml", INSTALL_TIMEOUT_SECONDS, on_event,
-          {"kernel_deb": str(deb.path), "kernel_release": deb.kernel_release})
+          {"kernel_deb": str(deb.path), "kernel_release": deb.kernel_release,
+           "kernel_deb_name": f"{deb.sha256[:16]}-{deb.path.name}"})
     console = Console.mark(target.provisioning.console_log)
     say(f"{host_name}: booting {deb.kernel_release} by {target.provisioning.boot}")
     _play(target, "variant-boot.yml", BOOT_PLAYBOOK_TIMEOUT_SECONDS, on_event,

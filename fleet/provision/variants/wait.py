@@ -20,6 +20,11 @@ from fleet.variant import PROBE_SCRIPT, HostKernel, parse_probe
 POLL_SECONDS = 3.0
 PROBE_TIMEOUT_SECONDS = 30.0
 MAX_CONNECT_SECONDS = 10.0
+# a host that answers may still be loading modules (kvm_amd): its identity is read once udev's
+# queue is empty and systemd's boot jobs are done (or after this long)
+SETTLE_SECONDS = 120
+SETTLE = ("sh", "-c", f"udevadm settle --timeout={SETTLE_SECONDS}; "
+          f"timeout {SETTLE_SECONDS} systemctl is-system-running --wait; true")
 PANIC_MARKERS = ("Kernel panic - not syncing", "end Kernel panic")
 CONSOLE_TAIL_LINES = 6
 CONSOLE_READ_BYTES = 64 * 1024
@@ -36,6 +41,17 @@ def probe(host: Host, *, connect_timeout_seconds: float | None = None) -> HostKe
         raise ProvisionError(f"the kernel probe failed: {result.stderr.strip()[:200]}",
                              where=host.name, hint="the host needs a POSIX sh and /proc")
     return parse_probe(result.stdout, host.name)
+
+
+def _settled(host: Host, seen: HostKernel) -> HostKernel:
+    """The host's kernel once its boot has settled (the first probe's if it cannot be asked)."""
+    try:
+        with connect(host) as transport:
+            transport.run(list(SETTLE), timeout_seconds=2 * SETTLE_SECONDS + PROBE_TIMEOUT_SECONDS)
+        settled = probe(host)
+    except FleetError:
+        return seen
+    return settled if settled.boot_id == seen.boot_id else seen
 
 
 def read_host_file(host: Host, path: str) -> str | None:
@@ -102,7 +118,7 @@ def wait_new_boot(host: Host, old_boot_id: str, *, timeout_seconds: float, conso
             if seen.boot_id != old_boot_id:
                 progress(f"{host.name}: back after {time.monotonic() - started:.0f} s on "
                          f"{seen.kernel_release}")
-                return seen
+                return _settled(host, seen)
             last = "still the old boot"
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
     return f"not back within {timeout_seconds:g} s ({last})"
