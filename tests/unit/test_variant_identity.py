@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from fleet.compare.fingerprint import AXIS_FIELDS, differences, host_fields
-from fleet.errors import ParseError
+from fleet.config.inventory.variants import VariantSpec
+from fleet.errors import ParseError, ProvisionError
 from fleet.model import CpuInfo, Facts, IommuInfo, KvmInfo, NumaNode, Topology
+from fleet.provision.variants.debs import kernel_release
 from fleet.runs import Attempt, JobKey, RunInfo
 from fleet.store import Store
 from fleet.store.runs import create_run, load_completed, load_run, record_attempt
@@ -107,3 +109,18 @@ def test_the_store_keeps_each_attempts_variant(tmp_path: Path) -> None:
     assert first.attempt.variant == identity() and second.attempt.variant is None
     _, completed = load_completed(store, "r1")
     assert [a.variant for a in completed] == [identity(), None]
+
+
+CONTENTS = PROBE.with_name("contents-linux-image-6.1.0-56-amd64.txt")
+
+
+def test_the_kernel_release_is_read_from_the_debs_contents(tmp_path: Path) -> None:
+    spec = VariantSpec(name="deb56", kind="deb", where="inv.yml:3:9", deb=tmp_path / "k.deb")
+    listing = CONTENTS.read_text(encoding="utf-8")
+    assert kernel_release(listing, tmp_path / "k.deb", spec) == "6.1.0-56-amd64"
+    with pytest.raises(ProvisionError) as info:
+        kernel_release("drwxr-xr-x root/root 0 2026-11-16 10:17 ./usr/\n", tmp_path / "k.deb",
+                       spec)
+    assert str(info.value) == ("inv.yml:3:9: variant deb56: k.deb holds no kernel "
+                               "(/boot/vmlinuz-RELEASE) (name a linux-image-RELEASE package, "
+                               "not a metapackage)")
