@@ -9,11 +9,12 @@ Slow (one package install under TCG is several minutes): one guest for the modul
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,12 @@ def _other_package(lab_release: str) -> str:
 def variant_lab(tmp_path_factory: pytest.TempPathFactory,
                 rootfs_image: RootfsImage) -> Iterator[VariantLab]:
     state_dir = tmp_path_factory.mktemp("variants")
+    # the power cycle boots the guest again from its overlay on the base image: a hard link
+    # keeps that image whatever the shared image cache does meanwhile (it keeps one recipe's)
+    base = tmp_path_factory.mktemp("variants-base") / "base.img"
+    os.link(rootfs_image.base_image, base)
     try:
-        state = vm_lab_up(["2n"], state_dir, image=rootfs_image)
+        state = vm_lab_up(["2n"], state_dir, image=replace(rootfs_image, base_image=base))
     except LabError as exc:
         failure: str | None = f"vm lab could not be booted: {exc}"
     else:

@@ -142,6 +142,7 @@ def vm_power_cycle(state_dir: Path, name: str) -> int:
                            where=str(state_dir), hint="see fleet lab status")
         index = names.index(name)
         guest = record.guests[index]
+        _check_base_unchanged(record, guest)
         if guest.qemu_pid is not None and vm_process.is_lab_qemu(guest.qemu_pid, guest.pid_file):
             vm_process.stop(guest.qemu_pid, guest.pid_file, Path(guest.qmp_path))
         record = _with_guest(record, index, qemu_pid=None, qemu_start_ticks=None)
@@ -150,6 +151,20 @@ def vm_power_cycle(state_dir: Path, name: str) -> int:
         pid = record.guests[index].qemu_pid
         assert pid is not None
         return pid
+
+
+def _check_base_unchanged(record: VmLabRecord, guest: GuestRecord) -> None:
+    """A guest's overlay is only valid on the base image it was made on: one rebuilt or removed
+    since (the image cache keeps one recipe's image) would boot a corrupt disk."""
+    base, seed = Path(record.base_image), Path(guest.seed_path)
+    try:
+        rebuilt = base.stat().st_mtime > seed.stat().st_mtime  # the seed is written once, after
+    except OSError:
+        rebuilt = True
+    if rebuilt:
+        raise LabError(f"the lab's base image {base} was rebuilt or removed after guest "
+                       f"{guest.name} was made: it cannot boot again on it", where=guest.name,
+                       hint="fleet lab down, then fleet lab up")
 
 
 def vm_lab_status(state_dir: Path) -> LabStatus:
