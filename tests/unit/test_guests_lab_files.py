@@ -148,3 +148,24 @@ def test_start_ticks_name_one_process() -> None:
         finally:
             child.kill()
     assert start_ticks(2 ** 22 + 1) is None
+
+
+def test_power_cycle_refuses_a_guest_whose_base_image_was_rebuilt(tmp_path: Path) -> None:
+    from fleet.errors import LabError
+    from fleet.lab.vm.lab import _check_base_unchanged
+
+    guest = record("vm1-2n", "2n", 40001, tmp_path)
+    Path(guest.guest_dir).mkdir(parents=True)
+    base = tmp_path / "base.img"
+    base.write_bytes(b"old")
+    seed = Path(guest.seed_path)
+    seed.write_bytes(b"seed")
+    lab = VmLabRecord(lab_id="abc", guests=(guest,), files=(), dirs=(), base_image=str(base))
+    os.utime(base, (1000.0, 1000.0))
+    _check_base_unchanged(lab, guest)  # made after the image: fine
+    os.utime(base, (seed.stat().st_mtime + 60, seed.stat().st_mtime + 60))
+    with pytest.raises(LabError) as info:
+        _check_base_unchanged(lab, guest)
+    assert str(info.value) == (
+        f"vm1-2n: the lab's base image {base} was rebuilt or removed after guest vm1-2n was "
+        "made: it cannot boot again on it (fleet lab down, then fleet lab up)")
