@@ -95,7 +95,8 @@ def _power_cycle_back(lab: VariantLab) -> None:
     before = probe(host)
     argv = lab.inventory.provisioning[GUEST].power_command
     assert argv is not None
-    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
     back = wait_new_boot(host, before.boot_id, timeout_seconds=BACK_TIMEOUT_SECONDS,
                          console=Console(None), progress=lambda _line: None)
     assert not isinstance(back, str), back
