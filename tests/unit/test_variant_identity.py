@@ -124,3 +124,25 @@ def test_the_kernel_release_is_read_from_the_debs_contents(tmp_path: Path) -> No
     assert str(info.value) == ("inv.yml:3:9: variant deb56: k.deb holds no kernel "
                                "(/boot/vmlinuz-RELEASE) (name a linux-image-RELEASE package, "
                                "not a metapackage)")
+
+
+def test_the_console_tail_quotes_the_panic_line_before_the_stack_trace(tmp_path: Path) -> None:
+    from fleet.provision.variants.wait import Console
+
+    log = tmp_path / "console.log"
+    log.write_text("old boot\nvm1-2n login: \n", encoding="utf-8")
+    console = Console.mark(log)
+    with log.open("a", encoding="utf-8") as f:
+        f.write("[    6.221109] Kernel panic - not syncing: VFS: Unable to mount root fs on "
+                "unknown-block(0,0)\n")
+        for line in ("kernel_init_freeable+0x25c/0x286", "? rest_init+0xd0/0xd0",
+                     "kernel_init+0x16/0x130", "ret_from_fork+0x22/0x30", "</TASK>",
+                     "Kernel Offset: disabled"):
+            f.write(f"[    6.221109]  {line}\n")
+    assert console.panicked()
+    assert console.tail() == (
+        "[ 6.221109] Kernel panic - not syncing: VFS: Unable to mount root fs on "
+        "unknown-block(0,0) | [ 6.221109] kernel_init_freeable+0x25c/0x286 | [ 6.221109] ? "
+        "rest_init+0xd0/0xd0 | [ 6.221109] kernel_init+0x16/0x130 | [ 6.221109] "
+        "ret_from_fork+0x22/0x30 | [ 6.221109] </TASK> | [ 6.221109] Kernel Offset: disabled")
+    assert not Console.mark(log).panicked() and Console(None).tail() == ""

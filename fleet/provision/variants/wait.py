@@ -94,9 +94,13 @@ class Console:
         return any(marker in text for marker in PANIC_MARKERS)
 
     def tail(self) -> str:
-        """This boot's last console lines joined with ' | ' ('' without a console log)."""
-        lines = [" ".join(line.split()) for line in self.text().splitlines()]
-        return " | ".join([line for line in lines if line][-CONSOLE_TAIL_LINES:])
+        """This boot's panic line (if any), then its last console lines, joined with ' | '
+        ('' without a console log): a panic's last lines are its stack trace."""
+        lines = [text for line in self.text().splitlines() if (text := " ".join(line.split()))]
+        last = lines[-CONSOLE_TAIL_LINES:]
+        panic = next((line for line in lines if any(m in line for m in PANIC_MARKERS[:1])), None)
+        first = [panic] if panic is not None and panic not in last else []
+        return " | ".join(first + last)
 
 
 def wait_new_boot(host: Host, old_boot_id: str, *, timeout_seconds: float, console: Console,
