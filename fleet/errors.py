@@ -67,3 +67,12 @@ class LabError(FleetError):
 class ProvisionError(FleetError):
     """Provisioning cannot start or cannot finish: a bad variant, a missing source, a refused
     host (not a task that failed on one host: that is reported per host)."""
+
+
+class VariantBootError(ProvisionError):
+    """A kernel variant did not boot; the host was power-cycled back onto ``back_on``."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 back_on: str | None = None) -> None:
+        super().__init__(what, where=where, hint=hint)
+        self.back_on = back_on

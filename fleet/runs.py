@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 from fleet.model import Measurement, ParamValue
+from fleet.variant import VariantIdentity
 
 RunStatus = Literal["running", "completed", "incomplete", "interrupted", "failed", "crashed"]
 # "crashed" is never stored: it is how a "running" run whose controller is gone is shown
@@ -105,6 +106,7 @@ class Attempt:
     measurements: tuple[Measurement, ...] = ()
     notes: str | None = None  # e.g. the sampler's: kernel log problems, unreadable files
     samples: tuple[SeriesPoint, ...] = ()  # written with the attempt; load_run leaves them out
+    variant: VariantIdentity | None = None  # the host's verified kernel variant, if provisioned
 
     @property
     def duration_seconds(self) -> float:
@@ -170,6 +172,7 @@ class CompletedAttempt(NamedTuple):
     knobs: tuple[KnobState, ...]
     results: tuple[tuple[str, float | None, str, tuple[tuple[str, str], ...]], ...]
     # (metric, value, unit, sorted labels); value None: missing
+    variant: VariantIdentity | None = None  # the host's verified kernel variant, if any
 
 
 @dataclass(frozen=True)

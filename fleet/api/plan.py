@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleet.config.suite import Suite
@@ -19,14 +19,17 @@ MAX_SEED = 2**63 - 1
 
 
 def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host], *,
-               seed: int, where: str, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+               seed: int, where: str, max_jobs: int = DEFAULT_MAX_JOBS,
+               host_variants: Mapping[str, tuple[str, ...]] | None = None) -> Plan:
     """Expand the (already read and parsed) suite, plan it on the hosts that have facts;
     ``where`` (the suite's path) is named in errors. The file is not read again: what is
     planned is what was read.
 
     Hosts without facts are listed in ``Plan.hosts_without_facts``. ConfigError if the
     suite is invalid, a fact names no inventory host, no case can run on any host, or the
-    plan has more than ``max_jobs`` jobs (cases x repetitions x hosts).
+    plan has more than ``max_jobs`` jobs (cases x repetitions x hosts), or a ``kernel`` value
+    names no variant of a host it is planned on that declares variants (``host_variants``:
+    host -> its inventory's variant names; a host without any takes a kernel release).
     """
     check_seed(seed)
     cases = expand(suite, max_jobs=max_jobs)
@@ -51,7 +54,38 @@ def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
             f"{max_jobs}", where=where,
             hint="narrow the suite, plan on fewer hosts (--limit), or allow more with "
                  "--max-jobs N")
+    check_variant_names(suite, result, host_variants or {})
     return result
+
+
+def check_variant_names(suite: Suite, result: Plan,
+                        host_variants: Mapping[str, tuple[str, ...]]) -> None:
+    """ConfigError (the suite's file:line) when a host that declares ``fleet_variants`` is
+    planned a ``kernel`` value that is not one of them."""
+    cases = {case.case_id: case for case in result.cases}
+    for queue in result.queues:
+        names = host_variants.get(queue.host)
+        if not names:
+            continue
+        for group in queue.groups:
+            kernel = dict(group.variant).get("kernel")
+            if kernel is None or str(kernel) in names or not group.entries:
+                continue
+            case = cases[group.entries[0].case_id]
+            raise ConfigError(
+                f"kernel {kernel!r} is not a variant of host {queue.host} (its variants: "
+                f"{', '.join(names)})", where=_kernel_where(suite, case.workload, case.source),
+                hint="name one of the host's fleet_variants, or declare this one in the "
+                     "inventory")
+
+
+def _kernel_where(suite: Suite, workload: str, fallback: str) -> str:
+    """file:line of the entry's kernel axis (else of the entry) that set this value."""
+    for entry in suite.entries:
+        if entry.name == workload:
+            axis = next((a for a in entry.axes if a.name == "kernel"), None)
+            return axis.where if axis is not None else entry.where
+    return fallback or suite.source
 
 
 def check_suite_size(suite: Suite, max_jobs: int) -> None:

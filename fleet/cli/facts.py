@@ -142,7 +142,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     facts = _facts_for_plan(args, inventory)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(suite, facts, inventory.hosts, seed=seed, where=str(args.suite),
-                      max_jobs=args.max_jobs)
+                      max_jobs=args.max_jobs, host_variants=inventory.host_variants())
     needed = provisioning_needed(plan, facts, inventory.hosts)
     if args.json:
         print_json(plan_summary(plan, needed))

@@ -32,6 +32,12 @@ root filesystem is built once from Debian packages (about a minute) and cached i
 """
 LAB_DOWN_EXAMPLE = "example:\n  sudo fleet lab down\n"
 LAB_STATUS_EXAMPLE = "example:\n  fleet lab status --json\n"
+LAB_POWER_EXAMPLE = """example:
+  fleet lab power-cycle vm1-2n     # QEMU stopped and started again: the lab's kernel boots
+
+A vm lab's inventory names this as each guest's fleet_power_command: a kernel variant that
+does not boot is rolled back through it.
+"""
 
 
 def register(subparsers: Any) -> None:
@@ -63,6 +69,11 @@ def register(subparsers: Any) -> None:
     _add_lab_dir(status)
     add_json(status)
     status.set_defaults(handler=cmd_lab_status)
+    power = sub(lab_sub, "power-cycle", "vm lab: stop a guest's QEMU and start it again",
+                LAB_POWER_EXAMPLE)
+    power.add_argument("name", metavar="GUEST", help="the guest's inventory name")
+    _add_lab_dir(power)
+    power.set_defaults(handler=cmd_lab_power_cycle)
 
 
 def _add_lab_dir(parser: argparse.ArgumentParser) -> None:
@@ -141,3 +152,12 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     else:
         stdout_console().print(lab_status_view(status))
     return EXIT_OK if status.healthy or not status.exists else EXIT_PARTIAL
+
+
+def cmd_lab_power_cycle(args: argparse.Namespace) -> int:
+    from fleet.lab.vm.lab import vm_power_cycle
+
+    pid = vm_power_cycle(_state_dir(args), args.name)
+    stdout_console().print(f"{args.name}: power-cycled (qemu pid {pid}); it boots the lab's "
+                           "kernel")
+    return EXIT_OK

@@ -23,13 +23,14 @@ from fleet.errors import FleetError
 from fleet.knobs import is_module_param
 from fleet.model import Facts, comparable_fields, kvm_parameters
 from fleet.runs import KnobState
+from fleet.variant import VariantIdentity
 
 FIELDS = ("cpu_model", "microcode", "nodes", "distances", "sockets", "kernel_release",
           "kernel_cmdline", "thp_enabled", "thp_defrag", "numa_balancing", "kvm_parameters",
-          "knobs", "facts")
+          "knobs", "facts", "variant")
 # axis name -> fields that axis is expected to change (module parameters: the cmdline)
 AXIS_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "kernel": ("kernel_release", "kernel_cmdline", "kvm_parameters"),
+    "kernel": ("kernel_release", "kernel_cmdline", "kvm_parameters", "variant"),
     "kernel_cmdline": ("kernel_cmdline", "kvm_parameters"),
     "thp": ("thp_enabled",), "thp_defrag": ("thp_defrag",),
     "numa_balancing": ("numa_balancing",)}
@@ -52,21 +53,27 @@ class FieldDiff:
         return f"{self.host} {self.field}: {_short(self.baseline)} vs {_short(self.candidate)}"
 
 
-def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None
-                ) -> Fields:
-    """The compared fields of one attempt (facts None: every facts field is unknown)."""
+def host_fields(facts: Facts | None, knobs: Iterable[KnobState], *, axis: str | None = None,
+                variant: VariantIdentity | None = None) -> Fields:
+    """The compared fields of one attempt (facts None: every facts field is unknown).
+
+    ``variant``: the verified kernel variant the attempt's host ran (its name, kind, KVM
+    modules' srcversions or build ids, source and series hashes); without one there is no
+    ``variant`` field, so fingerprints of attempts on unprovisioned hosts do not change."""
     knobs = [k for k in knobs if k.name != axis]
     if facts is None:  # only the knobs are compared: module parameters set as knobs too
         values: dict[str, object] = {"facts": UNKNOWN,
                                      "knobs": {k.name: k.after for k in knobs}}
-        return tuple(sorted((name, _text(value)) for name, value in values.items()))
-    values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
-              "numa_balancing": facts.numa_balancing}
-    ran_with = {**kvm_parameters(facts),
-                **{k.name: k.after for k in knobs if is_module_param(k.name)}}
-    ran_with.pop(axis or "", None)
-    values["kvm_parameters"] = ran_with
-    values["knobs"] = {k.name: k.after for k in knobs if not is_module_param(k.name)}
+    else:
+        values = {**comparable_fields(facts), "thp_defrag": facts.thp_defrag,
+                  "numa_balancing": facts.numa_balancing}
+        ran_with = {**kvm_parameters(facts),
+                    **{k.name: k.after for k in knobs if is_module_param(k.name)}}
+        ran_with.pop(axis or "", None)
+        values["kvm_parameters"] = ran_with
+        values["knobs"] = {k.name: k.after for k in knobs if not is_module_param(k.name)}
+    if variant is not None:
+        values["variant"] = variant.fingerprint_text()
     return tuple(sorted((name, _text(value)) for name, value in values.items()))
 
 

@@ -84,11 +84,12 @@ def observations(run: LoadedRun, *, axis: str | None = None) -> list[Observation
         known = coords.get(a.case_id)
         if known is None:
             continue
-        key = (a.host, a.fingerprint, a.knobs)
+        key = (a.host, a.fingerprint, a.knobs, a.variant)
         fields = fields_cache.get(key)
         if fields is None:
             facts = None if a.fingerprint is None else run.facts.get((a.host, a.fingerprint))
-            fields = fields_cache[key] = host_fields(facts, a.knobs, axis=axis)
+            fields = fields_cache[key] = host_fields(facts, a.knobs, axis=axis,
+                                                     variant=a.variant)
         workload, case = known
         found.extend(Observation(workload, case, a.host, metric, unit, labels, value, fields)
                      for metric, value, unit, labels in a.results if value is not None)

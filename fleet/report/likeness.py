@@ -53,5 +53,5 @@ def _fields(run: RunRecords, facts: Mapping[tuple[str, str], Facts]
                                 for k, v in run.settings.get(a.job.case_id, {}).items()))
         key = (a.host, run.workloads.get(a.job.case_id, ""), settings)
         known = None if a.fingerprint is None else facts.get((a.host, a.fingerprint))
-        out.setdefault(key, set()).add(host_fields(known, a.knobs))
+        out.setdefault(key, set()).add(host_fields(known, a.knobs, variant=a.variant))
     return out

@@ -30,6 +30,7 @@ from fleet.runs import (
 )
 from fleet.store.db import Store
 from fleet.store.owner import Owner, claims, insert_owner, unclaim
+from fleet.variant import identity_from_json
 
 _RUN_COLUMNS = ("run_id, suite, suite_path, suite_sha256, seed, inventory_json, limit_pattern,"
                 " fleet_version, created_at_unix_seconds, finished_at_unix_seconds, status")
@@ -74,13 +75,14 @@ def record_attempt(store: Store, attempt: Attempt) -> int:
         cur = conn.execute(
             "INSERT INTO attempts (run_id, job_key, host, attempt_no, status,"
             " started_at_unix_seconds, ended_at_unix_seconds, exit_code, signal, stdout, stderr,"
-            " stdout_truncated, stderr_truncated, fingerprint, knobs_json, error, notes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " stdout_truncated, stderr_truncated, fingerprint, knobs_json, error, notes,"
+            " variant_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (attempt.run_id, attempt.job.text, attempt.host, attempt.attempt_no, attempt.status,
              attempt.started_at_unix_seconds, attempt.ended_at_unix_seconds, attempt.exit_code,
              attempt.signal, attempt.stdout, attempt.stderr, int(attempt.stdout_truncated),
              int(attempt.stderr_truncated), attempt.fingerprint,
-             json.dumps([asdict(k) for k in attempt.knobs]), attempt.error, attempt.notes))
+             json.dumps([asdict(k) for k in attempt.knobs]), attempt.error, attempt.notes,
+             attempt.variant.to_json() if attempt.variant is not None else None))
         attempt_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
@@ -206,7 +208,7 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
     for r in conn.execute(
             "SELECT attempt_id, job_key, host, attempt_no, status, started_at_unix_seconds,"
             " ended_at_unix_seconds, exit_code, signal, stdout, stderr, stdout_truncated,"
-            " stderr_truncated, fingerprint, knobs_json, error, notes FROM attempts"
+            " stderr_truncated, fingerprint, knobs_json, error, notes, variant_json FROM attempts"
             " WHERE run_id = ?"
             " ORDER BY attempt_id", (run_id,)):
         knobs = tuple(KnobState(**k) for k in json.loads(r[14]))
@@ -215,7 +217,8 @@ def _attempts(conn: sqlite3.Connection, run_id: str) -> tuple[StoredAttempt, ...
             started_at_unix_seconds=r[5], ended_at_unix_seconds=r[6], exit_code=r[7],
             signal=r[8], stdout=r[9], stderr=r[10], stdout_truncated=bool(r[11]),
             stderr_truncated=bool(r[12]), fingerprint=r[13], knobs=knobs, error=r[15],
-            measurements=tuple(results.get(int(r[0]), ())), notes=r[16])
+            measurements=tuple(results.get(int(r[0]), ())), notes=r[16],
+            variant=identity_from_json(r[17]) if r[17] is not None else None)
         out.append(StoredAttempt(int(r[0]), attempt))
     return tuple(out)
 
@@ -247,14 +250,16 @@ def load_completed(store: Store, run_id: str) -> tuple[RunInfo, tuple[CompletedA
     knobs: dict[str, tuple[KnobState, ...]] = {}
     attempts = []
     for r in conn.execute(
-            "SELECT attempt_id, job_key, host, fingerprint, knobs_json FROM attempts"  # noqa: S608
+            "SELECT attempt_id, job_key, host, fingerprint, knobs_json, variant_json"  # noqa: S608
+            " FROM attempts"
             f" WHERE attempt_id IN ({_LATEST_COMPLETED}) ORDER BY attempt_id",
             (run_id,)):
         if r[4] not in knobs:
             knobs[r[4]] = tuple(KnobState(**k) for k in json.loads(r[4]))
         key = JobKey.parse(str(r[1]))
         attempts.append(CompletedAttempt(r[0], key.case_id, key.repetition, r[2], r[3],
-                                         knobs[r[4]], tuple(results.get(r[0], ()))))
+                                         knobs[r[4]], tuple(results.get(r[0], ())),
+                                         identity_from_json(r[5]) if r[5] is not None else None))
     return _run_info(row), tuple(attempts)
 
 

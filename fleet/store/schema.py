@@ -167,5 +167,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (provisioning_id, host)
     );
     """,
+    # 7: the verified kernel variant identity (fleet.variant.VariantIdentity as JSON) of the
+    # host an attempt ran on, when the host was provisioned with a variant; else NULL
+    """
+    ALTER TABLE attempts ADD COLUMN variant_json TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

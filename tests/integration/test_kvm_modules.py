@@ -15,9 +15,9 @@ import pytest
 
 from fleet.config.inventory import load_inventory
 from fleet.errors import ProvisionError
+from fleet.hosts import Host
 from fleet.lab import LabState, lab_down, vm_lab_up
 from fleet.lab.image.rootfs import RootfsImage
-from fleet.model import Host
 from fleet.provision.ansible import TaskEvent
 from fleet.provision.build import (
     BuildRequest,

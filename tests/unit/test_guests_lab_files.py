@@ -34,7 +34,8 @@ def test_inventory_groups_vars_and_expected_topology(tmp_path: Path) -> None:
               (record("vm2-4n", "4n", 40002, tmp_path), resolve("4n")),
               (record("vm3-2n-asym", "2n-asym", 40003, tmp_path), resolve("2n-asym"))]
     text = render_vm_inventory("abc123", guests, client_key=tmp_path / "client_ed25519",
-                               known_hosts=tmp_path / "known_hosts")
+                               known_hosts=tmp_path / "known_hosts",
+                               power_command=("python3", "-m", "fleet", "lab", "power-cycle"))
     path = tmp_path / "inventory.yml"
     path.write_text(text)
     data = yaml.safe_load(text)["all"]["children"]
@@ -52,6 +53,10 @@ def test_inventory_groups_vars_and_expected_topology(tmp_path: Path) -> None:
     assert (loaded.address, loaded.port, loaded.user) == ("127.0.0.1", 40001, "root")
     assert loaded.known_hosts_files == (str(tmp_path / "known_hosts"),)
     assert set(loaded.groups) == {"lab", "vm", "numa2"}
+    boot = inventory.provisioning["vm1-2n"]  # kernel variants switch by kexec, roll back by QEMU
+    assert boot.boot == "kexec"
+    assert boot.power_command == ("python3", "-m", "fleet", "lab", "power-cycle", "vm1-2n")
+    assert boot.console_log == tmp_path / "guests" / "vm1-2n" / "console.log"
 
 
 def test_seed_tar_holds_exactly_the_guest_identity(tmp_path: Path) -> None:
@@ -143,3 +148,24 @@ def test_start_ticks_name_one_process() -> None:
         finally:
             child.kill()
     assert start_ticks(2 ** 22 + 1) is None
+
+
+def test_power_cycle_refuses_a_guest_whose_base_image_was_rebuilt(tmp_path: Path) -> None:
+    from fleet.errors import LabError
+    from fleet.lab.vm.state import check_base_unchanged
+
+    guest = record("vm1-2n", "2n", 40001, tmp_path)
+    Path(guest.guest_dir).mkdir(parents=True)
+    base = tmp_path / "base.img"
+    base.write_bytes(b"old")
+    seed = Path(guest.seed_path)
+    seed.write_bytes(b"seed")
+    lab = VmLabRecord(lab_id="abc", guests=(guest,), files=(), dirs=(), base_image=str(base))
+    os.utime(base, (1000.0, 1000.0))
+    check_base_unchanged(lab, guest)  # made after the image: fine
+    os.utime(base, (seed.stat().st_mtime + 60, seed.stat().st_mtime + 60))
+    with pytest.raises(LabError) as info:
+        check_base_unchanged(lab, guest)
+    assert str(info.value) == (
+        f"vm1-2n: the lab's base image {base} was rebuilt or removed after guest vm1-2n was "
+        "made: it cannot boot again on it (fleet lab down, then fleet lab up)")

@@ -13,7 +13,7 @@ import dataclasses
 import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from fleet.config.inventory.host import to_host
 from fleet.config.inventory.limit import apply_limit
 from fleet.config.inventory.ssh_config import resolve, user_config
 from fleet.config.inventory.variables import fleet_variables
+from fleet.config.inventory.variants import HostProvisioning, parse_provisioning
 from fleet.errors import InventoryError
 from fleet.hosts import Host
 
@@ -34,12 +35,18 @@ class Inventory:
     """The hosts selected from some inventory sources; ``groups`` maps group -> host names.
 
     ``warnings`` are the one-line warnings Ansible gave while loading (for the CLI to show).
+    ``provisioning`` maps host name -> its kernel variants, boot method and power command.
     """
 
     sources: tuple[Path, ...]
     hosts: tuple[Host, ...]
     groups: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
+    provisioning: Mapping[str, HostProvisioning] = field(default_factory=dict)
+
+    def host_variants(self) -> dict[str, tuple[str, ...]]:
+        """Host name -> the names of its declared variants (hosts that declare some)."""
+        return {name: p.variant_names() for name, p in self.provisioning.items() if p.variants}
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -98,8 +105,23 @@ def _load(paths: tuple[Path, ...], limit: str | None
         hosts = tuple(to_host(name, v, loader, ssh_config=found.get(h.address, ()))
                       if h.connection == "ssh" and found.get(h.address) else h
                       for (name, v), h in zip(host_vars, hosts, strict=True))
-    inventory = Inventory(sources=paths, hosts=hosts, groups=_groups(hosts))
+    provisioning = {name: parse_provisioning(name, v, _origin, boot=h.boot)
+                    for (name, v), h in zip(host_vars, hosts, strict=True)}
+    inventory = Inventory(sources=paths, hosts=hosts, groups=_groups(hosts),
+                          provisioning=provisioning)
     return inventory, {name: fleet_variables(v) for name, v in host_vars}
+
+
+def _origin(value: object) -> str | None:
+    """file:line:col where Ansible read a variable's value (None when it does not know)."""
+    try:
+        from ansible._internal._datatag._tags import Origin
+    except ImportError:  # another ansible-core: errors then name the inventory file only
+        return None
+    origin = Origin.get_tag(value)
+    if origin is None or origin.path is None:
+        return None
+    return str(origin)
 
 
 # ---- sources: existence, YAML syntax, Ansible's parse ----------------------------------------

@@ -22,8 +22,10 @@ HASH_CHARS = 16
 GUEST_PACKAGE = "fleet.lab.image"
 GUEST_DIR = "guest"
 
+# kexec-tools: kernel variants switch by kexec; python3-apt: Ansible's apt module installs a
+# variant's .deb (lab guests have no network to fetch python3-apt themselves)
 PACKAGES = ("systemd-sysv", "udev", "kmod", "openssh-server", "python3", "iproute2",
-            "linux-image-amd64", "numactl", "procps", "tar")
+            "linux-image-amd64", "numactl", "procps", "tar", "kexec-tools", "python3-apt")
 DPKG_PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*",
                       "/usr/share/info/*", "/usr/share/lintian/*")
 # module trees (under lib/modules/RELEASE/kernel/) no emulated lab guest loads

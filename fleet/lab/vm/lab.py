@@ -34,7 +34,7 @@ from fleet.lab.state import (
     recorded_kind,
 )
 from fleet.lab.vm import process as vm_process
-from fleet.lab.vm.files import render_vm_inventory, write_seed
+from fleet.lab.vm.files import power_command, render_vm_inventory, write_seed
 from fleet.lab.vm.lock import UNSAFE_PATH_CHARS, locked_state_dir
 from fleet.lab.vm.qemu import (
     ACCELS,
@@ -45,7 +45,13 @@ from fleet.lab.vm.qemu import (
     build_argv,
 )
 from fleet.lab.vm.ready import LOOPBACK, STATUS_BANNER_TIMEOUT_SECONDS, wait_ready
-from fleet.lab.vm.state import GuestRecord, VmLabRecord, read_vm_record, write_vm_record
+from fleet.lab.vm.state import (
+    GuestRecord,
+    VmLabRecord,
+    check_base_unchanged,
+    read_vm_record,
+    write_vm_record,
+)
 from fleet.lab.vm.teardown import clean_after_failure, remove_vm_lab
 from fleet.lab.vm.topologies import GuestTopology, known_specs, resolve
 
@@ -119,6 +125,31 @@ def vm_lab_down(state_dir: Path) -> tuple[str, ...]:
     with locked_state_dir(state_dir):
         record = read_vm_record(state_dir)
         return () if record is None else remove_vm_lab(record, state_dir)
+
+
+def vm_power_cycle(state_dir: Path, name: str) -> int:
+    """Power-cycle one guest: stop its QEMU (if it still runs) and launch its recorded argv
+    again, on the same disk; it boots the lab's kernel (the last good one). Returns the new
+    QEMU PID; does not wait for SSH."""
+    state_dir = Path(state_dir).resolve()
+    _require_vm_lab(state_dir)
+    with locked_state_dir(state_dir):
+        record = read_vm_record(state_dir)
+        names = [g.name for g in record.guests] if record is not None else []
+        if record is None or name not in names:
+            raise LabError(f"no guest {name} in this lab (guests: {', '.join(names) or 'none'})",
+                           where=str(state_dir), hint="see fleet lab status")
+        index = names.index(name)
+        guest = record.guests[index]
+        check_base_unchanged(record, guest)
+        if guest.qemu_pid is not None and vm_process.is_lab_qemu(guest.qemu_pid, guest.pid_file):
+            vm_process.stop(guest.qemu_pid, guest.pid_file, Path(guest.qmp_path))
+        record = _with_guest(record, index, qemu_pid=None, qemu_start_ticks=None)
+        write_vm_record(state_dir, record)
+        record = _launch(record, index, state_dir)
+        pid = record.guests[index].qemu_pid
+        assert pid is not None
+        return pid
 
 
 def vm_lab_status(state_dir: Path) -> LabStatus:
@@ -344,7 +375,8 @@ def _write_client_files(record: VmLabRecord, topologies: Sequence[GuestTopology]
     inventory = render_vm_inventory(record.lab_id, list(zip(record.guests, topologies,
                                                             strict=True)),
                                     client_key=state_dir / CLIENT_KEY_FILE,
-                                    known_hosts=known_hosts)
+                                    known_hosts=known_hosts,
+                                    power_command=power_command(state_dir))
     atomic_write(state_dir / INVENTORY_FILE, inventory)
 
 

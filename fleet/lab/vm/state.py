@@ -70,3 +70,17 @@ def read_vm_record(state_dir: Path) -> VmLabRecord | None:
     except (KeyError, TypeError) as exc:
         raise LabError(f"unexpected vm lab state format: {exc}", where=str(path),
                        hint="this state.json was not written by this fleet version") from exc
+
+
+def check_base_unchanged(record: VmLabRecord, guest: GuestRecord) -> None:
+    """A guest's overlay is only valid on the base image it was made on: one rebuilt or removed
+    since (the image cache keeps one recipe's image) would boot a corrupt disk."""
+    base, seed = Path(record.base_image), Path(guest.seed_path)
+    try:
+        rebuilt = base.stat().st_mtime > seed.stat().st_mtime  # the seed is written once, after
+    except OSError:
+        rebuilt = True
+    if rebuilt:
+        raise LabError(f"the lab's base image {base} was rebuilt or removed after guest "
+                       f"{guest.name} was made: it cannot boot again on it", where=guest.name,
+                       hint="fleet lab down, then fleet lab up")
