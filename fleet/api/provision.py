@@ -9,6 +9,9 @@ from fleet.provision.report import HostReport, ProvisionReport
 from fleet.provision.run import Progress, ProvisionRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fleet.provision.variants.apply import VariantOutcome
     from fleet.store.provisioning import ProvisioningHost
 
 
@@ -70,3 +73,57 @@ def report_json(report: ProvisionReport) -> dict[str, object]:
                    "failed_task": h.failed_task, "message": h.message or h.probe_error}
                   for h in report.hosts],
     }
+
+
+def variant_on_hosts(inventory_paths: tuple[Path, ...], limit: str | None, variant: str, *,
+                     store_path: Path | None, progress: Callable[[str], None] | None = None,
+                     cache_dir: Path | None = None) -> tuple[VariantOutcome, ...]:
+    """`fleet provision --variant`: every selected host onto its variant ``variant``, each
+    outcome stored as a provisioning record (status verified/failed, the identity or why)."""
+    import time
+
+    from fleet.config.inventory import load_inventory
+    from fleet.provision.variants.apply import provision_variant
+    from fleet.provision.variants.debs import default_cache_dir
+
+    inventory = load_inventory(inventory_paths, limit=limit)
+    started = time.time()
+    outcomes = provision_variant(inventory, variant, cache_dir=cache_dir or default_cache_dir(),
+                                 progress=progress)
+    if store_path is not None:
+        _save_variant(store_path, inventory_paths, limit, started, outcomes)
+    return outcomes
+
+
+def _save_variant(store_path: Path, inventory_paths: tuple[Path, ...], limit: str | None,
+                  started: float, outcomes: tuple[VariantOutcome, ...]) -> None:
+    import time
+
+    from fleet.store import Store
+    from fleet.store.provisioning import (
+        ProvisioningHost,
+        ProvisioningRecord,
+        save_provisioning,
+    )
+
+    rows = tuple(ProvisioningHost(
+        host=o.host, status="verified" if o.identity is not None else "failed",
+        failed_task=None if o.identity is not None else f"variant {o.variant}",
+        message=(f"variant {o.variant}: {o.identity.to_json()}" if o.identity is not None
+                 else o.error)) for o in outcomes)
+    record = ProvisioningRecord(started_at_unix_seconds=started,
+                                finished_at_unix_seconds=time.time(),
+                                inventory=tuple(str(p) for p in inventory_paths), limit=limit,
+                                check_mode=False, hosts=rows)
+    with Store.open(store_path) as store:
+        save_provisioning(store, record)
+
+
+def variant_json(outcomes: tuple[VariantOutcome, ...]) -> dict[str, object]:
+    """The --json document of `fleet provision --variant`."""
+    import json
+
+    return {"hosts": [{"host": o.host, "variant": o.variant,
+                       "status": "verified" if o.identity is not None else "failed",
+                       "identity": json.loads(o.identity.to_json()) if o.identity else None,
+                       "error": o.error} for o in outcomes]}

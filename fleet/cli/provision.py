@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
                         help="change nothing: say what would change (Ansible's check mode)")
     parser.add_argument("--diff", action="store_true", help="Ansible's --diff")
     parser.add_argument("--variant", metavar="NAME",
-                        help="boot a kernel variant from the inventory (not in this build yet)")
+                        help="bring each host onto its kernel variant NAME from the inventory "
+                             "(fleet_variants: package, deb, kvm_modules): install, boot, verify")
     add_store(parser)
     parser.add_argument("--no-store", action="store_true", help="do not record the run")
     add_json(parser)
@@ -48,12 +49,10 @@ def register(subparsers: Any) -> None:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     from fleet.api.provision import provision_hosts, report_json
-    from fleet.errors import ProvisionError
     from fleet.provision.run import ProvisionRequest
 
     if args.variant is not None:
-        raise ProvisionError("kernel variants: not in this build yet", where="--variant",
-                             hint="provision host state without --variant")
+        return _cmd_variant(args)
     request = ProvisionRequest(inventory=tuple(inventory_sources(args)), limit=args.limit,
                                check=args.check, diff=args.diff)
     report = provision_hosts(request, store_path=None if args.no_store else args.store,
@@ -67,6 +66,49 @@ def cmd_provision(args: argparse.Namespace) -> int:
         task = f" at {host.failed_task!r}" if host.failed_task else ""
         sys.stderr.write(f"fleet: error: {host.host}: {host.status}{task}: {detail}\n")
     return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _cmd_variant(args: argparse.Namespace) -> int:
+    from fleet.api.provision import variant_json, variant_on_hosts
+    from fleet.errors import ProvisionError
+
+    if args.check or args.diff:
+        raise ProvisionError("--check and --diff do not apply to --variant", where="--variant",
+                             hint="`fleet plan` says how each host reaches a variant")
+    outcomes = variant_on_hosts(tuple(inventory_sources(args)), args.limit, args.variant,
+                                store_path=None if args.no_store else args.store,
+                                progress=_say)
+    if args.json:
+        print_json(variant_json(outcomes))
+    else:
+        stdout_console().print(_variant_table(outcomes))
+    failed = [o for o in outcomes if o.error is not None]
+    for outcome in failed:
+        sys.stderr.write(f"fleet: error: {outcome.error}\n")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _say(line: str) -> None:
+    from fleet.cli.progress import write
+
+    write(sys.stderr, f"{line}\n")
+
+
+def _variant_table(outcomes: Any) -> Any:
+    from rich.table import Table
+
+    from fleet.model import MISSING_TEXT
+
+    table = Table(title="Kernel variant", title_justify="left")
+    for col in ("host", "variant", "status", "kernel", "kvm modules"):
+        table.add_column(col)
+    for o in outcomes:
+        ident = o.identity
+        table.add_row(o.host, o.variant, "verified" if ident is not None else "failed",
+                      ident.kernel_release if ident is not None else MISSING_TEXT,
+                      " ".join(f"{m}={v}" for m, v in ident.kvm_modules)
+                      if ident is not None else (o.error or MISSING_TEXT))
+    return table
 
 
 def _progress(host: str, text: str) -> None:

@@ -79,6 +79,9 @@ class HostProvisioning:
     power_command: tuple[str, ...] | None = None
     console_log: Path | None = None
     boot_timeout_seconds: float = DEFAULT_BOOT_TIMEOUT_SECONDS
+    # a network-namespace lab host: this machine's own kernel and root filesystem
+    shared_kernel: bool = False
+    allow_shared_changes: bool = False  # fleet_allow_shared_host_changes: true
 
     def variant(self, name: str) -> VariantSpec | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -106,7 +109,11 @@ def parse_provisioning(host: str, variables: Mapping[str, object], locate: Locat
         boot=boot or "reboot",
         power_command=_argv(host, variables.get("fleet_power_command"), where),
         console_log=_path_var(host, variables.get("fleet_console_log"), where, base),
-        boot_timeout_seconds=_seconds(host, variables.get("fleet_boot_timeout_seconds"), where))
+        boot_timeout_seconds=_seconds(host, variables.get("fleet_boot_timeout_seconds"), where),
+        shared_kernel=(variables.get("fleet_lab_kind") == "netns"
+                       or variables.get("fleet_lab_namespace") is not None),
+        allow_shared_changes=str(variables.get("fleet_allow_shared_host_changes", "")).lower()
+        in ("true", "yes", "1", "on"))
 
 
 def _error(what: str, where: str, host: str, hint: str = HINT) -> InventoryError:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.cachedirs import cache_dir as fleet_cache_dir
 from fleet.errors import LabError
 from fleet.lab.image import recipe as rootfs_recipe
 from fleet.lab.image.build import build_image, preflight, remove_tree
@@ -49,9 +50,7 @@ class RootfsImage:
 
 def default_cache_dir() -> Path:
     """$XDG_CACHE_HOME/fleet/lab, or ~/.cache/fleet/lab (a relative XDG value is ignored)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "fleet" / "lab"
+    return fleet_cache_dir("lab")
 
 
 def recipe_hash(recipe: Recipe | None = None) -> str:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from fleet.cachedirs import cache_dir
 from fleet.errors import ProvisionError
 from fleet.provision.build.model import BuildResult, BuiltModule
 
@@ -16,7 +17,7 @@ FORMAT_VERSION = 2  # 2: the .ko files are stripped of debug info (debug/ keeps 
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "fleet" / "build"
+    return cache_dir("build")
 
 
 def tree_hash(root: Path, paths: Iterable[str]) -> str:

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.cachedirs import cache_dir
 from fleet.config.inventory.variants import VariantSpec
 from fleet.errors import ProvisionError
 
@@ -24,6 +25,11 @@ class KernelDeb:
     path: Path
     kernel_release: str
     sha256: str
+
+
+def default_cache_dir() -> Path:
+    """Where package variants' .debs are kept on the controller."""
+    return cache_dir("debs")
 
 
 def kernel_deb(spec: VariantSpec, cache_dir: Path) -> KernelDeb:

@@ -97,6 +97,11 @@ def _target(inventory: Inventory, host_name: str, variant: str) -> _Target:
         raise ProvisionError(f"variant {variant!r} is not declared for host {host_name} (its "
                              f"variants: {names})", where=provisioning.where,
                              hint="declare it under fleet_variants in the inventory")
+    if provisioning.shared_kernel and not provisioning.allow_shared_changes:
+        raise ProvisionError(f"host {host_name} shares this machine's kernel (a netns lab "
+                             "host): kernel variants are refused there", where=provisioning.where,
+                             hint="use an emulated lab host, or set "
+                                  "fleet_allow_shared_host_changes: true")
     if spec.kind not in ("package", "deb"):
         raise ProvisionError(f"variant {variant}: {spec.kind} variants are not in this build "
                              "yet", where=spec.where, hint="use a package or deb variant")
