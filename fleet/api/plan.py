@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.config.suite import Suite
 from fleet.errors import ConfigError
@@ -13,6 +13,9 @@ from fleet.model import Case, Facts, Plan, VariantGroup
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
 from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan
+
+if TYPE_CHECKING:
+    from fleet.config.inventory import Inventory
 
 _REASONS_SHOWN = 3
 MAX_SEED = 2**63 - 1
@@ -118,12 +121,24 @@ def _case_json(case: Case) -> dict[str, Any]:
     }
 
 
-def provisioning_needed(result: Plan, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
+def provisioning_needed(result: Plan, hosts_facts: Sequence[Facts], hosts: Sequence[Host],
+                        releases: Mapping[str, Mapping[str, str]] | None = None
                         ) -> tuple[GroupProvisioning, ...]:
     """Per host, each variant group it is not in yet and how it would get there
-    (fleet.plan.provisioning: knob, reload, kexec, reboot, unknown, impossible)."""
+    (fleet.plan.provisioning: knob, reload, kexec, reboot, unknown, impossible); ``releases``:
+    kernel_releases() of the inventory."""
     boot = {h.name: h.boot for h in hosts if h.boot is not None}
-    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot)
+    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot, releases)
+
+
+def kernel_releases(inventory: Inventory) -> dict[str, dict[str, str]]:
+    """host -> its declared package/deb variants -> their kernel releases (none declared: {}),
+    so a ``kernel`` value naming a variant is met on a host that runs its release."""
+    if not any(p.variants for p in inventory.provisioning.values()):
+        return {}
+    from fleet.provision.variants.debs import variant_releases
+
+    return variant_releases(inventory.provisioning)
 
 
 def _provisioning_json(group: GroupProvisioning) -> dict[str, Any]:

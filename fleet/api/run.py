@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet import __version__
-from fleet.api.plan import check_seed, check_suite_size, plan_suite, plan_summary
+from fleet.api.plan import (
+    check_seed,
+    check_suite_size,
+    kernel_releases,
+    plan_suite,
+    plan_summary,
+)
 from fleet.api.tags import with_defaults
 from fleet.codec import plan_from_data, plan_to_json
 from fleet.config.inventory import load_inventory
@@ -123,6 +129,8 @@ class _Prepared:
     connections: Connections
     resumed: bool
     owner: Owner
+    # host -> its declared kernel variants -> the release each runs (fleet_variants)
+    kernel_releases: Mapping[str, Mapping[str, str]]
 
 
 # ---- a new run --------------------------------------------------------------------------------
@@ -152,10 +160,12 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
             owner = this_controller(time.time())
             info, stored_plan = _record_new_run(store, request, suite, text,
                                               hosts=inventory.hosts, facts=facts,
-                                              owner=owner, unreachable=unreachable)
+                                              owner=owner, unreachable=unreachable,
+                                              host_variants=inventory.host_variants())
             with _owning(store, info.run_id, owner):
                 prepared = _Prepared(info, suite, stored_plan, inventory.hosts, facts,
-                                     connections, resumed=False, owner=owner)
+                                     connections, resumed=False, owner=owner,
+                                     kernel_releases=kernel_releases(inventory))
                 return _execute(store, prepared, on_event=on_event, options=options)
     finally:
         connections.close_unused()
@@ -163,12 +173,14 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
 
 def _record_new_run(store: Store, request: RunRequest, suite: Suite, text: str, *,
                     hosts: Sequence[Host], facts: Mapping[str, Facts], owner: Owner,
-                    unreachable: Sequence[tuple[str, str]]) -> tuple[RunInfo, StoredPlan]:
+                    unreachable: Sequence[tuple[str, str]],
+                    host_variants: Mapping[str, tuple[str, ...]]) -> tuple[RunInfo, StoredPlan]:
     """Plan (ConfigError when nothing can run), then record the run with its jobs, skips,
     unreachable hosts and owner."""
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(suite, list(facts.values()), hosts, seed=seed,
-                      where=str(request.suite_path), max_jobs=request.max_jobs)
+                      where=str(request.suite_path), max_jobs=request.max_jobs,
+                      host_variants=host_variants)
     stored_plan = plan_from_data(plan_summary(plan))
     now = time.time()
     info = RunInfo(
@@ -268,7 +280,7 @@ def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Ow
         known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
         set_run_status(store, info.run_id, "running", None)
         prepared = _Prepared(info, suite, stored_plan, hosts, {**known, **facts}, connections,
-                             resumed=True, owner=owner)
+                             resumed=True, owner=owner, kernel_releases=kernel_releases(inventory))
         return _execute(store, prepared, on_event=on_event, options=options)
     finally:
         connections.close_unused()
@@ -291,7 +303,8 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
         run_id=info.run_id, cases=runtimes, queues=host_queues(run.plan, cases, pending),
         facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
         next_attempt_no=next_attempt_numbers(detail),
-        boot={h.name: h.boot for h in run.hosts if h.boot is not None})
+        boot={h.name: h.boot for h in run.hosts if h.boot is not None},
+        kernel_releases=run.kernel_releases)
     openers = {h: agent_opener(by_name.get(h), h, run.connections) for h in execution.queues}
     on_event(RunStarted(info.run_id, info.suite, info.seed,
                         tuple((h, len(q)) for h, q in execution.queues.items()),

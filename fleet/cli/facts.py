@@ -132,7 +132,13 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import secrets
 
-    from fleet.api.plan import check_suite_size, plan_suite, plan_summary, provisioning_needed
+    from fleet.api.plan import (
+        check_suite_size,
+        kernel_releases,
+        plan_suite,
+        plan_summary,
+        provisioning_needed,
+    )
     from fleet.cli.render import plan_view
     from fleet.config.suite import load_suite
 
@@ -143,7 +149,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(suite, facts, inventory.hosts, seed=seed, where=str(args.suite),
                       max_jobs=args.max_jobs, host_variants=inventory.host_variants())
-    needed = provisioning_needed(plan, facts, inventory.hosts)
+    needed = provisioning_needed(plan, facts, inventory.hosts, kernel_releases(inventory))
     if args.json:
         print_json(plan_summary(plan, needed))
     else:

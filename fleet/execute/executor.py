@@ -59,6 +59,8 @@ class Execution:
     eligible: Mapping[str, frozenset[str]]  # case id -> hosts that meet its requirements
     next_attempt_no: Mapping[JobKey, int] = field(default_factory=dict)
     boot: Mapping[str, BootMethod] = field(default_factory=dict)  # host -> how it boots
+    # host -> its declared kernel variants -> the release each runs (fleet_variants)
+    kernel_releases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def estimates_seconds(self) -> dict[str, float]:
         return {cid: rt.case.planned_seconds for cid, rt in self.cases.items()}
@@ -104,7 +106,8 @@ def execute(execution: Execution, openers: Mapping[str, SessionOpener], *,
                                               execution.facts.get(host), opts.policy,
                                               opts.output_cap_bytes,
                                               opts.host_lock_wait_seconds,
-                                              execution.boot.get(host)),
+                                              execution.boot.get(host),
+                                              execution.kernel_releases.get(host, {})),
                           board=board, emit=_emitter(events, stop), opener=openers[host],
                           stop=stop)
                for host in execution.queues]

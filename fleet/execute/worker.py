@@ -23,7 +23,7 @@ import pwd
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleet.agent.protocol import KnobRecovery, LockWait, RunOutcome
 from fleet.agent.session import describe_holder
@@ -68,6 +68,8 @@ class WorkerContext:
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     host_lock_wait_seconds: float = DEFAULT_HOST_LOCK_WAIT_SECONDS
     boot: BootMethod | None = None  # how this host boots another kernel (None: reboot)
+    # its declared kernel variants -> the release each runs (fleet_variants; where known)
+    kernel_releases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ class HostWorker:
         number = self._board.attempt_no(job)
         started = time.time()
         self._emit(AttemptStarted(self._ctx.run_id, job, self.host, number))
-        reach = provisioning(runtime.case.variant, self._ctx.facts, boot=self._ctx.boot)
+        reach = provisioning(runtime.case.variant, self._ctx.facts, boot=self._ctx.boot,
+                             releases=self._ctx.kernel_releases)
         reason = reach.failure()
         if reason is None:
             try:

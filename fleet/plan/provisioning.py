@@ -101,13 +101,18 @@ def _needs(step: Step) -> str:
 
 
 def provisioning(variant: Assignment, facts: Facts | None, *,
-                 boot: BootMethod | None = None) -> Provisioning:
-    """How a host with these facts (booting by ``boot``; None: reboot) reaches ``variant``."""
+                 boot: BootMethod | None = None,
+                 releases: Mapping[str, str] | None = None) -> Provisioning:
+    """How a host with these facts (booting by ``boot``; None: reboot) reaches ``variant``.
+
+    ``releases``: the host's declared kernel variants (fleet_variants) -> the kernel release
+    each one runs, where the declaration says (a package's or a .deb's); a ``kernel`` value
+    naming one is met when the host runs that release."""
     steps: list[Step] = []
     knobs: list[ModuleKnob] = []
     for name, value in variant:
         if name in ("kernel", "kernel_cmdline"):
-            step = _boot_step(name, format_param_value(value), facts, boot)
+            step = _boot_step(name, format_param_value(value), facts, boot, releases or {})
         else:
             step, knob = _module_step(name, value, facts)
             if knob is not None:
@@ -117,15 +122,18 @@ def provisioning(variant: Assignment, facts: Facts | None, *,
     return Provisioning(tuple(steps), tuple(knobs))
 
 
-def _boot_step(name: str, wanted: str, facts: Facts | None,
-               boot: BootMethod | None) -> Step | None:
+def _boot_step(name: str, wanted: str, facts: Facts | None, boot: BootMethod | None,
+               releases: Mapping[str, str]) -> Step | None:
     if facts is None:
         return Step(name, wanted, None, "unknown", "the host has no facts")
     current = facts.kernel_release if name == "kernel" else facts.kernel_cmdline
-    if current == wanted:
+    release = releases.get(wanted) if name == "kernel" else None
+    if current == wanted or (release is not None and current == release):
         return None
     how: How = "kexec" if boot == "kexec" else "reboot"
     what = "another kernel" if name == "kernel" else "another kernel command line"
+    if release is not None:
+        what = f"variant {wanted} runs {release}: `fleet provision --variant {wanted}`"
     return Step(name, wanted, current, how, what)
 
 
@@ -196,13 +204,16 @@ class GroupProvisioning:
 
 
 def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
-                      boot: Mapping[str, BootMethod]) -> tuple[GroupProvisioning, ...]:
+                      boot: Mapping[str, BootMethod],
+                      releases: Mapping[str, Mapping[str, str]] | None = None
+                      ) -> tuple[GroupProvisioning, ...]:
     """Every (host, variant group) of a plan that needs a step, host by host in queue order."""
     out: list[GroupProvisioning] = []
     for queue in queues:
         for group in queue.groups:
             reach = provisioning(group.variant, facts.get(queue.host),
-                                 boot=boot.get(queue.host))
+                                 boot=boot.get(queue.host),
+                                 releases=(releases or {}).get(queue.host))
             if reach.steps:
                 cases = tuple(dict.fromkeys(e.case_id for e in group.entries))
                 out.append(GroupProvisioning(queue.host, group.variant, cases, reach))

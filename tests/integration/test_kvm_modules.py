@@ -7,11 +7,16 @@ across runs (a cold build costs minutes; see benchmarks/perf/README.md).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from fleet.config.inventory import load_inventory
 from fleet.errors import ProvisionError
@@ -94,8 +99,25 @@ def test_the_build_is_cached(probe_build: BuildResult, release: str) -> None:
     assert time.monotonic() - started < 60  # hashes only: about a second here
 
 
+def provision_variant_cli(guest_lab: LabState, guest: Host, tmp_path: Path) -> dict[str, Any]:
+    """`fleet provision --variant probe` on the guest: a kvm_modules variant in the inventory."""
+    extra = tmp_path / "variants.yml"
+    extra.write_text(yaml.safe_dump({"all": {"hosts": {guest.name: {"fleet_variants": {
+        "probe": {"kind": "kvm_modules", "source": "linux-source-6.1",
+                  "patches": [str(PROBE)]}}}}}}))
+    done = subprocess.run([sys.executable, "-m", "fleet", "provision", "-i",
+                           str(guest_lab.inventory_path), "-i", str(extra), "--variant", "probe",
+                           "--json", "--store", str(tmp_path / "f.db")],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["hosts"]
+    assert row["status"] == "verified", row
+    identity: dict[str, Any] = row["identity"]
+    return identity
+
+
 def test_install_verify_refuse_and_roll_back(guest_lab: LabState, guest: Host, release: str,
-                                             probe_build: BuildResult) -> None:
+                                             probe_build: BuildResult, tmp_path: Path) -> None:
     assert sh(guest, "uname -r") == release
     stock = loaded(guest)
     assert stock["probe"] == "absent" and stock["kvm_amd"] == ""  # nested KVM: kvm_amd loaded
@@ -109,6 +131,11 @@ def test_install_verify_refuse_and_roll_back(guest_lab: LabState, guest: Host, r
     events: list[TaskEvent] = []
     install(request, on_event=events.append)  # idempotent: no copy, no reload
     assert [e.task for e in events if e.status == "changed"] == []
+    identity = provision_variant_cli(guest_lab, guest, tmp_path)  # the same build, by its name
+    assert identity["kind"] == "kvm_modules" and identity["kernel_release"] == release
+    assert identity["series_sha256"] == probe_build.series_hash
+    assert ["kvm", f"srcversion:{probe_build.srcversions()['kvm']}"] in identity["kvm_modules"]
+    assert loaded(guest) == now
 
     sh(guest, f"setsid python3 -c \"{HOLD_KVM}\" >/dev/null 2>&1 < /dev/null & sleep 2")
     holder = sh(guest, "cat /run/kvm-holder.pid")

@@ -112,3 +112,35 @@ def test_plan_says_how_the_guest_reaches_each_variant(numa_lab: LabState,
         ("knob", "writable parameter")
     assert (steps["kvm.enable_pmu"]["how"], steps["kvm.enable_pmu"]["why"]) == \
         ("reload", "read-only parameter")
+
+
+def test_a_kernel_axis_of_declared_variants_runs_where_the_guest_is_on_one(
+        numa_lab: LabState, tmp_path: Path) -> None:
+    """kernel: [stock, other] names fleet_variants: the guest runs stock's release, so those
+    cases run; other's fail with how to get there (fleet run does not switch kernels yet)."""
+    (host,) = load_inventory([numa_lab.inventory_path], limit=GUEST_GROUP).hosts
+    running = read_param(host, "/proc/sys/kernel/osrelease")
+    extra = tmp_path / "variants.yml"
+    extra.write_text(json.dumps({"all": {"hosts": {host.name: {"fleet_variants": {
+        "stock": {"kind": "package", "package": f"linux-image-{running}"},
+        "other": {"kind": "package", "package": "linux-image-6.1.0-1-amd64"}}}}}}))
+    path = tmp_path / "kernels.yml"
+    path.write_text("schema_version: 1\nname: kernels\nworkloads:\n  - name: release\n"
+                    "    type: command\n    argv: [uname, -r]\n    axes:\n"
+                    "      kernel: [stock, other]\n")
+    store = tmp_path / "fleet.sqlite"
+    result = fleet("run", str(path), "-i", str(numa_lab.inventory_path), "-i", str(extra),
+                   "--limit", host.name, "--store", str(store))
+    assert result.returncode != 0  # the other kernel's case failed
+    with Store.open(store) as s:
+        (run_id,) = [r.run_id for r in list_runs(s)]
+        detail = load_run(s, str(run_id))
+    with sqlite3.connect(store) as conn:
+        (plan_json,) = conn.execute("SELECT plan_json FROM runs").fetchone()
+    settings = {cid: c.settings() for cid, c in plan_from_json(plan_json).cases.items()}
+    by_kernel = {str(settings[a.attempt.job.case_id]["kernel"]): a.attempt
+                 for a in detail.attempts}
+    assert by_kernel["stock"].status == "completed"
+    assert by_kernel["stock"].stdout.strip() == running
+    assert by_kernel["other"].status == "failed"
+    assert "fleet provision --variant other" in (by_kernel["other"].error or "")

@@ -278,3 +278,27 @@ def test_plan_says_per_host_how_each_variant_is_reached(guest: Facts, host: Fact
     text = console.export_text()
     assert "kvm.eager_page_split=N (host: Y): knob, writable parameter" in text
     assert "kvm.eager_page_split=N (host: Y): reload, read-only parameter" in text
+
+
+def test_a_kernel_value_naming_a_declared_variant_is_met_by_its_release(guest: Facts) -> None:
+    """kernel: [stock-57, stock-56] with fleet_variants: the guest runs 6.1.0-57-amd64."""
+    releases = {"stock-57": "6.1.0-57-amd64", "stock-56": "6.1.0-56-amd64"}
+    on = provisioning((("kernel", "stock-57"),), guest, boot="kexec", releases=releases)
+    assert on.steps == () and on.failure() is None
+    off = provisioning((("kernel", "stock-56"),), guest, boot="kexec", releases=releases)
+    (step,) = off.steps
+    assert (step.how, step.current) == ("kexec", "6.1.0-57-amd64")
+    assert "fleet provision --variant stock-56" in (off.failure() or "")
+    # a name the host does not declare stays a release to compare with
+    assert provisioning((("kernel", "stock-57"),), guest, releases={}).steps != ()
+
+
+def test_variant_releases_of_package_variants(tmp_path: Path) -> None:
+    from fleet.config.inventory.variants import HostProvisioning, VariantSpec
+    from fleet.provision.variants.debs import variant_releases
+
+    declared = HostProvisioning(host="h", where="inv.yml", variants=(
+        VariantSpec("a", "package", "inv.yml:3", package="linux-image-6.12.117+deb12-amd64"),
+        VariantSpec("b", "deb", "inv.yml:4", deb=tmp_path / "missing.deb"),
+        VariantSpec("c", "kvm_modules", "inv.yml:5", source="linux-source-6.1")))
+    assert variant_releases({"h": declared}) == {"h": {"a": "6.12.117+deb12-amd64"}}

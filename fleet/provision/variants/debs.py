@@ -6,14 +6,16 @@ Lab hosts have no network: a ``package`` variant is fetched here with ``apt-get 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.cachedirs import cache_dir
-from fleet.config.inventory.variants import VariantSpec
+from fleet.config.inventory.variants import HostProvisioning, VariantSpec
 from fleet.errors import ProvisionError
 
 APT_TIMEOUT_SECONDS = 600.0
@@ -111,3 +113,23 @@ def _sha256(path: Path) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def variant_releases(provisioning: Mapping[str, HostProvisioning]
+                     ) -> dict[str, dict[str, str]]:
+    """host -> its package and deb variants -> the kernel release each one runs (a package's
+    from its name, a .deb's from its contents; a .deb that cannot be read is left out: the
+    case then says it needs provisioning)."""
+    out: dict[str, dict[str, str]] = {}
+    for host, declared in provisioning.items():
+        releases: dict[str, str] = {}
+        for spec in declared.variants:
+            release = spec.package_release() if spec.kind == "package" else None
+            if spec.kind == "deb" and spec.deb is not None and spec.deb.is_file():
+                with contextlib.suppress(ProvisionError):
+                    release = kernel_release(_contents(spec.deb, spec), spec.deb, spec)
+            if release is not None:
+                releases[spec.name] = release
+        if releases:
+            out[host] = releases
+    return out
