@@ -22,6 +22,11 @@ def test_lab_inventory_reads_with_its_groups_relay_and_become() -> None:
         desired = desired_state(host.name, variables[host.name])
         assert desired.hugepages and "numactl" in desired.tools
     assert inventory.host("xeon1").boot == "kexec" and inventory.host("epyc1").boot == "reboot"
+    for name, declared in inventory.provisioning.items():
+        assert declared.variant_names() == ("stock-6.1", "stock-6.12"), name
+        assert declared.power_command is not None and declared.power_command[0] == "ipmitool"
+        assert [v.package_release() for v in declared.variants] == [
+            "6.1.0-57-amd64", "6.12.117+deb12-amd64"]
 
 
 def test_ci_suite_reads_with_a_gate_on_its_times() -> None:
