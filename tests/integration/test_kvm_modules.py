@@ -102,7 +102,7 @@ def test_the_build_is_cached(probe_build: BuildResult, release: str) -> None:
 def provision_variant_cli(guest_lab: LabState, guest: Host, tmp_path: Path) -> dict[str, Any]:
     """`fleet provision --variant probe` on the guest: a kvm_modules variant in the inventory."""
     extra = tmp_path / "variants.yml"
-    extra.write_text(yaml.safe_dump({"all": {"hosts": {guest.name: {"fleet_variants": {
+    extra.write_text(yaml.safe_dump({"all": {"hosts": {str(guest.name): {"fleet_variants": {
         "probe": {"kind": "kvm_modules", "source": "linux-source-6.1",
                   "patches": [str(PROBE)]}}}}}}))
     done = subprocess.run([sys.executable, "-m", "fleet", "provision", "-i",
