@@ -160,8 +160,8 @@ def test_plan_refuses_a_kernel_value_that_is_no_variant_of_the_host(
 @pytest.mark.parametrize(("variant", "expected"), [
     ("nope", "{inv}: variant 'nope' is not declared for host vm1 (its variants: deb-56, local, "
              "eps, mine) (declare it under fleet_variants in the inventory)"),
-    ("eps", "{inv}:11:9: variant eps: kvm_modules variants are not in this build yet (use a "
-            "package or deb variant)"),
+    ("eps", "{inv}:11:9: variant eps: switch() boots package and deb variants, not "
+            "kvm_modules (fleet provision --variant (fleet.provision.variants.apply))"),
     ("local", "{inv}:10:9: variant local: the .deb {tmp}/debs/k.deb does not exist (fix the "
               "path (relative to the inventory file), or fetch it: apt-get download PACKAGE)"),
 ])

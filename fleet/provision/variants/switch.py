@@ -103,8 +103,9 @@ def _target(inventory: Inventory, host_name: str, variant: str) -> _Target:
                              hint="use an emulated lab host, or set "
                                   "fleet_allow_shared_host_changes: true")
     if spec.kind not in ("package", "deb"):
-        raise ProvisionError(f"variant {variant}: {spec.kind} variants are not in this build "
-                             "yet", where=spec.where, hint="use a package or deb variant")
+        raise ProvisionError(f"variant {variant}: switch() boots package and deb variants, not "
+                             f"{spec.kind}", where=spec.where,
+                             hint="fleet provision --variant (fleet.provision.variants.apply)")
     if provisioning.boot == "reboot" and spec.cmdline:
         raise ProvisionError(f"variant {variant} adds a command line, which needs fleet_boot: "
                              "kexec in this build", where=spec.where,
