@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.config.inventory.variables import shares_controller
 from fleet.errors import ProvisionError
 
 THP_CHOICES: Mapping[str, tuple[str, ...]] = {
@@ -76,8 +77,7 @@ def desired_state(host: str, variables: Mapping[str, Any]) -> DesiredState:
         thp=_thp(host, variables.get("fleet_thp")),
         tools=_tools(host, variables.get("fleet_tools")),
         kvm_options=_kvm_options(host, variables.get("fleet_kvm_options")),
-        shared_host=(variables.get("fleet_lab_kind") == "netns"
-                     or "fleet_lab_namespace" in variables),
+        shared_host=shares_controller(variables),
         allow_shared_host_changes=_flag(host, "fleet_allow_shared_host_changes", variables),
     )
 

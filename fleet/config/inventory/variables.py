@@ -16,6 +16,11 @@ def fleet_variables(values: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): _plain(v) for k, v in values.items() if str(k).startswith(PREFIX)}
 
 
+def shares_controller(variables: Mapping[str, Any]) -> bool:
+    """A network-namespace lab host: this machine's own kernel and root filesystem."""
+    return variables.get("fleet_lab_kind") == "netns" or "fleet_lab_namespace" in variables
+
+
 def _plain(value: Any) -> Any:
     """Ansible's tagged str/dict/list subclasses as plain Python values."""
     if isinstance(value, Mapping):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fleet.config.inventory.variables import shares_controller
 from fleet.errors import InventoryError
 
 VariantKind = Literal["package", "deb", "kvm_modules", "kernel"]
@@ -110,10 +111,9 @@ def parse_provisioning(host: str, variables: Mapping[str, object], locate: Locat
         power_command=_argv(host, variables.get("fleet_power_command"), where),
         console_log=_path_var(host, variables.get("fleet_console_log"), where, base),
         boot_timeout_seconds=_seconds(host, variables.get("fleet_boot_timeout_seconds"), where),
-        shared_kernel=(variables.get("fleet_lab_kind") == "netns"
-                       or variables.get("fleet_lab_namespace") is not None),
-        allow_shared_changes=str(variables.get("fleet_allow_shared_host_changes", "")).lower()
-        in ("true", "yes", "1", "on"))
+        shared_kernel=shares_controller(variables),
+        # a boolean, as fleet provision requires it (anything else: refused, the safe side)
+        allow_shared_changes=variables.get("fleet_allow_shared_host_changes") is True)
 
 
 def _error(what: str, where: str, host: str, hint: str = HINT) -> InventoryError:
