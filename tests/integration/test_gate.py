@@ -26,10 +26,16 @@ def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 def napper(tmp_path: Path, name: str, sleep: str, *, reps: int = 5,
-           axis: str | None = None) -> Path:
-    """A suite whose one metric is the measured time of ``sleep`` (lower is better)."""
+           axis: str | None = None, told: bool = False) -> Path:
+    """A suite whose one metric is the measured time of ``sleep`` (lower is better). ``told``:
+    the command does not sleep but says it took ``sleep`` seconds (+0..6 %, by its pid), so
+    load on the machine cannot move its values."""
     seconds = "{s}" if axis else sleep
     axes = f"    axes:\n      s: [{axis}]\n" if axis else ""
+    timed = ('a=$(date +%s%N); sleep ' + seconds + '; b=$(date +%s%N); echo "ns=$((b-a))"')
+    if told:
+        ns = int(float(sleep) * 1e9)
+        timed = f'echo "ns=$(({ns} + $$ % 7 * {ns // 100}))"'
     path = tmp_path / name
     path.write_text(f"""\
 schema_version: 1
@@ -45,7 +51,7 @@ workloads:
   - name: nap
     type: command
     timeout_seconds: 10
-    argv: [sh, -c, 'a=$(date +%s%N); sleep {seconds}; b=$(date +%s%N); echo "ns=$((b-a))"']
+    argv: [sh, -c, '{timed}']
 {axes}    parse:
       patterns: ['ns=(?P<elapsed>\\d+)']
       metrics:
@@ -155,17 +161,18 @@ def test_a_dead_host_makes_the_gate_undecided(two_hosts: LabState, tmp_path: Pat
 
 
 def test_history_of_earlier_runs_names_the_step(lab: LabState, tmp_path: Path) -> None:
-    """Five earlier runs of the suite are a history: the gate's run (2.5 times as slow: a
-    step no load on a 2-core CI machine blurs) is a change point against them, found by
-    history beside the two-sample test."""
+    """Five earlier runs of the suite are a history: the gate's run (2.5 times as slow) is a
+    change point against them, found by history beside the two-sample test. The values are
+    told, not timed: with five earlier runs one run slowed by load on a 2-core CI machine is
+    enough to make the newest point no change point (p >= 0.001), a flake, not the check."""
     store = tmp_path / "fleet.sqlite"
-    suite = napper(tmp_path, "base.yml", "0.1")
+    suite = napper(tmp_path, "base.yml", "0.1", told=True)
     for _ in range(5):
         base = fleet("run", str(suite), "-i", str(lab.inventory_path), "--limit", "lab1",
                      "--store", str(store), "--tag", "branch=main")
         assert base.returncode == 0, base.stderr
     junit, md = tmp_path / "gate.xml", tmp_path / "gate.md"
-    slow = fleet("gate", str(napper(tmp_path, "slow.yml", "0.25")), "-i",
+    slow = fleet("gate", str(napper(tmp_path, "slow.yml", "0.25", told=True)), "-i",
                  str(lab.inventory_path), "--limit", "lab1", "--store", str(store),
                  "--baseline", "main", "--junit", str(junit), "--markdown", str(md), "--json")
     assert slow.returncode == 1, slow.stdout + slow.stderr
@@ -176,7 +183,7 @@ def test_history_of_earlier_runs_names_the_step(lab: LabState, tmp_path: Path) -
     assert "found by history" in text and "change point at the newest run" in text
     (failure,) = ET.parse(junit).getroot().iter("failure")
     assert "found by history" in (failure.get("message") or "")
-    off = fleet("gate", str(napper(tmp_path, "slow.yml", "0.25")), "-i",
+    off = fleet("gate", str(napper(tmp_path, "slow.yml", "0.25", told=True)), "-i",
                 str(lab.inventory_path), "--limit", "lab1", "--store", str(store),
                 "--baseline", "main", "--history", "0", "--json")
     assert off.returncode == 1 and json.loads(off.stdout)["rows"][0]["history"] is None
