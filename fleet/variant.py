@@ -22,6 +22,7 @@ PROBE_SCRIPT = r"""
 echo "boot_id $(cat /proc/sys/kernel/random/boot_id)"
 echo "release $(uname -r)"
 echo "cmdline $(cat /proc/cmdline)"
+if [ -d "/lib/modules/$(uname -r)/updates/fleet" ]; then echo "fleet_modules yes"; fi
 for d in /sys/module/kvm /sys/module/kvm_*; do
   [ -d "$d" ] || continue
   m=${d##*/}
@@ -42,6 +43,7 @@ class HostKernel:
     kernel_release: str
     cmdline: str
     kvm_modules: tuple[tuple[str, str], ...]  # sorted (module, "srcversion:X" or "build-id:X")
+    fleet_modules: bool = False  # patched KVM modules installed for the running release
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def parse_probe(text: str, host: str) -> HostKernel:
     modules: dict[str, str] = {}
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
-        if key in ("boot_id", "release", "cmdline"):
+        if key in ("boot_id", "release", "cmdline", "fleet_modules"):
             values[key] = rest.strip()
         elif key == "srcversion":
             module, _, version = rest.partition(" ")
@@ -100,7 +102,8 @@ def parse_probe(text: str, host: str) -> HostKernel:
         raise ParseError(f"the kernel probe printed no {', '.join(missing)}", where=host,
                          hint="the host needs /proc, uname and a POSIX sh")
     return HostKernel(boot_id=values["boot_id"], kernel_release=values["release"],
-                      cmdline=values["cmdline"], kvm_modules=tuple(sorted(modules.items())))
+                      cmdline=values["cmdline"], kvm_modules=tuple(sorted(modules.items())),
+                      fleet_modules=values.get("fleet_modules") == "yes")
 
 
 def build_id_from_note(hex_text: str) -> str | None:

@@ -30,13 +30,15 @@ from fleet.api.plan import (
     plan_suite,
     plan_summary,
 )
+from fleet.api.provisioners import run_provisioners
 from fleet.api.tags import with_defaults
 from fleet.codec import plan_from_data, plan_to_json
-from fleet.config.inventory import load_inventory
+from fleet.config.inventory import Inventory, load_inventory
 from fleet.config.suite import Suite, parse_suite
 from fleet.errors import StoreError, TransportError
 from fleet.execute.events import (
     AttemptStarted,
+    HostProvisioned,
     RunEvent,
     RunFinished,
     RunStarted,
@@ -131,6 +133,7 @@ class _Prepared:
     owner: Owner
     # host -> its declared kernel variants -> the release each runs (fleet_variants)
     kernel_releases: Mapping[str, Mapping[str, str]]
+    inventory: Inventory  # its hosts' declared variants are provisioned between groups
 
 
 # ---- a new run --------------------------------------------------------------------------------
@@ -165,7 +168,8 @@ def start_run(request: RunRequest, *, on_event: EventSink, on_warning: WarningSi
             with _owning(store, info.run_id, owner):
                 prepared = _Prepared(info, suite, stored_plan, inventory.hosts, facts,
                                      connections, resumed=False, owner=owner,
-                                     kernel_releases=kernel_releases(inventory))
+                                     kernel_releases=kernel_releases(inventory),
+                                     inventory=inventory)
                 return _execute(store, prepared, on_event=on_event, options=options)
     finally:
         connections.close_unused()
@@ -280,7 +284,8 @@ def _resume_owned(store: Store, request: ResumeRequest, info: RunInfo, owner: Ow
         known = {s.host: s.facts for s in store.latest_snapshots() if s.host in planned}
         set_run_status(store, info.run_id, "running", None)
         prepared = _Prepared(info, suite, stored_plan, hosts, {**known, **facts}, connections,
-                             resumed=True, owner=owner, kernel_releases=kernel_releases(inventory))
+                             resumed=True, owner=owner, kernel_releases=kernel_releases(inventory),
+                             inventory=inventory)
         return _execute(store, prepared, on_event=on_event, options=options)
     finally:
         connections.close_unused()
@@ -304,13 +309,20 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
         facts=run.facts, eligible=eligible_hosts(list(cases.values()), candidates),
         next_attempt_no=next_attempt_numbers(detail),
         boot={h.name: h.boot for h in run.hosts if h.boot is not None},
-        kernel_releases=run.kernel_releases)
+        kernel_releases=run.kernel_releases,
+        variants=run_provisioners(run.inventory, _regatherer(run)))
     openers = {h: agent_opener(by_name.get(h), h, run.connections) for h in execution.queues}
     on_event(RunStarted(info.run_id, info.suite, info.seed,
                         tuple((h, len(q)) for h, q in execution.queues.items()),
                         len(detail.jobs), len(pending), run.resumed, str(store.path)))
+    def sink(event: RunEvent) -> None:
+        if isinstance(event, HostProvisioned) and event.switched.facts is not None \
+                and event.host in by_name:  # the host's newest facts: its new kernel's
+            store.save_snapshots([by_name[event.host]], [event.switched.facts])
+        on_event(event)
+
     result = execute(execution, openers, record=lambda a: _record(store, a),
-                     on_event=on_event, options=options,
+                     on_event=sink, options=options,
                      claim=lambda e: _claim(store, e),
                      tick=_Heartbeat(store, info.run_id, run.owner).tick)
     done = load_run(store, info.run_id)
@@ -320,6 +332,21 @@ def _execute(store: Store, run: _Prepared, *, on_event: EventSink,
     summary = summarize(load_run(store, info.run_id))
     on_event(RunFinished(summary, result.interrupted))
     return RunReport(info.run_id, summary, result.interrupted, store.path)
+
+
+def _regatherer(run: _Prepared) -> Callable[[str], Facts | None]:
+    """A host's facts gathered again (after a variant switch), over a new connection and
+    agent that the host's next session then takes."""
+    by_name = {h.name: h for h in run.hosts}
+
+    def regather(name: str) -> Facts | None:
+        host = by_name.get(name)
+        if host is None:
+            return None
+        (outcome,) = gather_facts([host], connector=run.connections.connector)
+        return outcome.facts
+
+    return regather
 
 
 def _record(store: Store, attempt: Attempt) -> None:

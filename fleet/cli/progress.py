@@ -23,6 +23,7 @@ from fleet.execute.events import (
     AttemptFinished,
     AttemptStarted,
     HostNotice,
+    HostProvisioned,
     HostQuarantined,
     RunEvent,
     RunFinished,
@@ -98,8 +99,8 @@ def plain_line(event: RunEvent) -> str | None:
         text = (f"{a.host} {a.job.text} #{a.attempt_no}: {a.status} "
                 f"in {a.duration_seconds:.2f}s")
         return f"{text}: {a.error}" if a.error else text
-    if isinstance(event, HostNotice):
-        return f"{event.host}: {event.message}"
+    if isinstance(event, HostNotice | HostProvisioned):
+        return _host_line(event)
     if isinstance(event, HostQuarantined):
         return (f"{event.host} quarantined: {event.reason}; {len(event.moved)} job(s) moved, "
                 f"{len(event.failed)} failed")
@@ -109,6 +110,14 @@ def plain_line(event: RunEvent) -> str | None:
                 f" {s.jobs_failed} failed, {len(s.skipped)} case(s) skipped"
                 f"{_unreachable_text(s)}")
     return None
+
+
+def _host_line(event: HostNotice | HostProvisioned) -> str:
+    if isinstance(event, HostNotice):
+        return f"{event.host}: {event.message}"
+    ident = event.switched.identity
+    return (f"{event.host}: on variant {event.switched.variant} ({ident.kind}, "
+            f"{ident.kernel_release}), verified in {event.switched.seconds:.0f}s")
 
 
 class _LiveProgress:
@@ -139,6 +148,8 @@ class _LiveProgress:
             p.console.print(f"[red]{plain_line(event)}")
         elif isinstance(event, HostNotice):
             p.console.print(Text(f"{plain_line(event)}", style="yellow"))
+        elif isinstance(event, HostProvisioned):
+            p.console.print(Text(f"{plain_line(event)}", style="green"))
 
     def _finished(self, event: AttemptFinished) -> None:
         a = event.attempt

@@ -7,9 +7,11 @@ reads only a RunDetail.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.execute.variants import Switched
 from fleet.runs import (  # the summary records live with the run records
     ATTEMPT_STATUSES,
     Attempt,
@@ -22,9 +24,9 @@ from fleet.runs import (  # the summary records live with the run records
 )
 
 __all__ = ["ATTEMPT_STATUSES", "AttemptFinished", "AttemptStarted", "HostNotice",
-           "HostQuarantined", "HostTally", "JobFailure", "RunEvent", "RunFinished",
-           "RunStarted", "RunSummary", "attempt_json", "event_json", "final_status",
-           "summarize", "summary_json"]
+           "HostProvisioned", "HostQuarantined", "HostTally", "JobFailure", "RunEvent",
+           "RunFinished", "RunStarted", "RunSummary", "attempt_json", "event_json",
+           "final_status", "summarize", "summary_json"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,18 @@ class HostNotice:
 
     run_id: str
     host: str
-    kind: str  # "lock_wait" | "knobs_recovered"
+    kind: str  # "lock_wait" | "knobs_recovered" | "provisioning"
     message: str
+
+
+@dataclass(frozen=True)
+class HostProvisioned:
+    """A host was brought onto a kernel variant between variant groups and verified; its
+    facts were gathered again (the store keeps them as the host's newest snapshot)."""
+
+    run_id: str
+    host: str
+    switched: Switched
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class RunFinished:
 
 
 RunEvent = (RunStarted | AttemptStarted | AttemptFinished | HostQuarantined | HostNotice
-            | RunFinished)
+            | HostProvisioned | RunFinished)
 
 
 def final_status(completed: int, total: int, *, interrupted: bool) -> RunStatus:
@@ -110,6 +122,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "duration_seconds": attempt.duration_seconds, "exit_code": attempt.exit_code,
         "signal": attempt.signal, "error": attempt.error, "notes": attempt.notes,
         "fingerprint": attempt.fingerprint,
+        "variant": None if attempt.variant is None else json.loads(attempt.variant.to_json()),
         "knobs": [{"name": k.name, "before": k.before, "requested": k.requested,
                    "after": k.after, "restored": k.restored} for k in attempt.knobs],
         "measurements": [{"metric": m.metric, "value": m.value, "unit": m.unit,
@@ -145,6 +158,10 @@ def event_json(event: RunEvent) -> dict[str, Any] | None:
                 "reason": event.reason,
                 "moved": [{"job": j, "to": h} for j, h in event.moved],
                 "failed": list(event.failed)}
+    if isinstance(event, HostProvisioned):
+        return {"event": "host_provisioned", "run_id": event.run_id, "host": event.host,
+                "variant": event.switched.variant, "seconds": event.switched.seconds,
+                "identity": json.loads(event.switched.identity.to_json())}
     if isinstance(event, RunFinished):
         return {"event": "run_finished", "interrupted": event.interrupted,
                 **summary_json(event.summary)}

@@ -23,6 +23,7 @@ from types import FrameType
 from fleet.execute.board import JobBoard
 from fleet.execute.events import AttemptFinished, AttemptStarted, RunEvent
 from fleet.execute.policy import RetryPolicy
+from fleet.execute.variants import HostVariants
 from fleet.execute.worker import (
     DEFAULT_HOST_LOCK_WAIT_SECONDS,
     DEFAULT_OUTPUT_CAP_BYTES,
@@ -61,6 +62,8 @@ class Execution:
     boot: Mapping[str, BootMethod] = field(default_factory=dict)  # host -> how it boots
     # host -> its declared kernel variants -> the release each runs (fleet_variants)
     kernel_releases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # host -> the declared variants the run provisions between groups (fleet.execute.variants)
+    variants: Mapping[str, HostVariants] = field(default_factory=dict)
 
     def estimates_seconds(self) -> dict[str, float]:
         return {cid: rt.case.planned_seconds for cid, rt in self.cases.items()}
@@ -107,7 +110,8 @@ def execute(execution: Execution, openers: Mapping[str, SessionOpener], *,
                                               opts.output_cap_bytes,
                                               opts.host_lock_wait_seconds,
                                               execution.boot.get(host),
-                                              execution.kernel_releases.get(host, {})),
+                                              execution.kernel_releases.get(host, {}),
+                                              execution.variants.get(host)),
                           board=board, emit=_emitter(events, stop), opener=openers[host],
                           stop=stop)
                for host in execution.queues]

@@ -1,7 +1,10 @@
 """One host's thread: one session (one connection, one agent), one case at a time.
 
-Per job: check the variant (fleet.plan.provisioning: a module parameter the host can take at
-runtime is set like a knob; anything else fails the attempt, saying how the host would get it),
+Per job: bring the host onto the case's declared kernel variant when it is not on it yet
+(fleet.execute.variants: once per variant group, the attempts stamped with the verified
+identity); check the rest of the variant (fleet.plan.provisioning: a module parameter the host
+can take at runtime is set like a knob; anything else fails the attempt, saying how the host
+would get it),
 build the argv, apply the knobs, run (sampled, when the case's
 sampling is on: fleet.sampling.collect), restore the knobs,
 judge; the sampler's derived metrics join
@@ -34,17 +37,20 @@ from fleet.execute.events import (
     AttemptFinished,
     AttemptStarted,
     HostNotice,
+    HostProvisioned,
     HostQuarantined,
     RunEvent,
 )
 from fleet.execute.knobs import HostSession, apply_knobs, restore_knobs
 from fleet.execute.policy import RetryPolicy, Verdict, judge
+from fleet.execute.variants import HostVariants, Switched, VariantKeeper, split_variant
 from fleet.hosts import BootMethod
 from fleet.model import Case, Facts, Measurement
 from fleet.plan.provisioning import ModuleKnob, provisioning
 from fleet.runs import Attempt, AttemptStatus, JobKey, KnobState, SeriesPoint
 from fleet.sampling.collect import Collected, SampleCollector, series_points
 from fleet.sampling.derive import derive_metrics, intended_nodes
+from fleet.variant import VariantIdentity
 from fleet.workloads.base import Workload
 
 SessionOpener = Callable[[], HostSession]
@@ -70,6 +76,7 @@ class WorkerContext:
     boot: BootMethod | None = None  # how this host boots another kernel (None: reboot)
     # its declared kernel variants -> the release each runs (fleet_variants; where known)
     kernel_releases: Mapping[str, str] = field(default_factory=dict)
+    variants: HostVariants | None = None  # the declared variants a run provisions (None: none)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class HostWorker:
         self._dirty: tuple[KnobState, ...] = ()
         self._failures = 0
         self._quarantined = False
+        self._facts = context.facts  # gathered again after each variant switch
+        self._variants = VariantKeeper(context.variants)
 
     def serve(self) -> None:
         """Take jobs until the board has none for this host; always close the session."""
@@ -130,6 +139,7 @@ class HostWorker:
     def _job(self, job: JobKey) -> None:
         try:
             while not self._stop.is_set():
+                self._reach_variant(job)
                 try:
                     step = self._attempt(self._ensure_session(), job)
                 except HostBusyError as exc:  # another controller has it: no use retrying
@@ -145,6 +155,7 @@ class HostWorker:
                     self._failures = 0
                     return
                 self._drop_session()
+                self._variants.forget()  # the host may have rebooted: verify it again
                 if self._stop.is_set() or not self._retry_after(step.transport_error):
                     return
         finally:
@@ -169,6 +180,23 @@ class HostWorker:
                                    tuple((j.text, h) for j, h in handover.moves),
                                    tuple(j.text for j, _ in handover.orphans)))
 
+    # ---- the variant -----------------------------------------------------------------------
+
+    def _reach_variant(self, job: JobKey) -> None:
+        """Provision the host onto the job's declared kernel variant when it is not on it."""
+        name, _ = split_variant(self._ctx.cases[job.case_id].case.variant, self._variants.names)
+        if name is None or not self._variants.needs(name) or self._stop.is_set():
+            return
+        self._drop_session()  # its kernel or its modules change under it
+        prefix = f"{self.host}: "
+        self._notice("provisioning", f"provisioning variant {name}")
+        done = self._variants.provision(
+            name, lambda line: self._notice("provisioning", line.removeprefix(prefix)))
+        if isinstance(done, Switched):
+            if done.facts is not None:
+                self._facts = done.facts
+            self._emit(HostProvisioned(self._ctx.run_id, self.host, done))
+
     # ---- one attempt ---------------------------------------------------------------------
 
     def _attempt(self, session: HostSession, job: JobKey) -> _Step:
@@ -176,23 +204,27 @@ class HostWorker:
         number = self._board.attempt_no(job)
         started = time.time()
         self._emit(AttemptStarted(self._ctx.run_id, job, self.host, number))
-        reach = provisioning(runtime.case.variant, self._ctx.facts, boot=self._ctx.boot,
+        name, rest = split_variant(runtime.case.variant, self._variants.names)
+        identity = None if name is None else self._variants.identity
+        reach = provisioning(rest, self._facts, boot=self._ctx.boot,
                              releases=self._ctx.kernel_releases)
-        reason = reach.failure()
+        reason = None if name is None else self._variants.failure(name) or (
+            None if identity is not None else f"variant {name} was not provisioned")
+        reason = reason or reach.failure()
         if reason is None:
             try:
-                argv = runtime.workload.build(dict(runtime.case.params), self._ctx.facts)
+                argv = runtime.workload.build(dict(runtime.case.params), self._facts)
             except (KeyError, ValueError) as exc:
                 reason = f"cannot build the command: {exc}"
         if reason is not None:
-            return _Step(AttemptFinished(self._record(job, number, started, "failed", reason),
-                                         None))
+            return _Step(AttemptFinished(self._record(job, number, started, "failed", reason,
+                                                      variant=identity), None))
         try:
             ran = self._run_with_knobs(session, runtime, argv, reach.knobs)
         except TransportError as exc:
             status: AttemptStatus = "interrupted" if self._stop.is_set() else "error"
             attempt = self._record(job, number, started, status, f"transport: {exc.line()}",
-                                   knobs=self._dirty)
+                                   knobs=self._dirty, variant=identity)
             return _Step(AttemptFinished(attempt, None), exc)
         verdict = ran.verdict
         if verdict is None:
@@ -202,7 +234,7 @@ class HostWorker:
         attempt = self._record(job, number, started, verdict.status, verdict.error,
                                knobs=ran.knobs, outcome=ran.outcome,
                                measurements=verdict.measurements + sampled.measurements,
-                               sampled=sampled)
+                               sampled=sampled, variant=identity)
         seconds = None if ran.outcome is None else ran.outcome.duration_seconds
         return _Step(AttemptFinished(attempt, seconds))
 
@@ -304,7 +336,8 @@ class HostWorker:
                 error: str | None, *, knobs: tuple[KnobState, ...] = (),
                 outcome: RunOutcome | None = None,
                 measurements: tuple[Measurement, ...] = (),
-                sampled: _Sampled | None = None) -> Attempt:
+                sampled: _Sampled | None = None,
+                variant: VariantIdentity | None = None) -> Attempt:
         return Attempt(
             run_id=self._ctx.run_id, job=job, host=self.host, attempt_no=number, status=status,
             started_at_unix_seconds=started, ended_at_unix_seconds=time.time(),
@@ -314,10 +347,10 @@ class HostWorker:
             stderr="" if outcome is None else outcome.stderr,
             stdout_truncated=outcome is not None and outcome.stdout_truncated,
             stderr_truncated=outcome is not None and outcome.stderr_truncated,
-            fingerprint=None if self._ctx.facts is None else self._ctx.facts.fingerprint,
+            fingerprint=None if self._facts is None else self._facts.fingerprint,
             knobs=knobs, error=error, measurements=measurements,
             notes=None if sampled is None else sampled.notes,
-            samples=() if sampled is None else sampled.points)
+            samples=() if sampled is None else sampled.points, variant=variant)
 
 
 @functools.cache

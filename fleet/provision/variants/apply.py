@@ -4,8 +4,11 @@ Kinds: ``package`` and ``deb`` switch the kernel (fleet.provision.variants.switc
 ``kvm_modules`` variant first switches to its ``base`` variant (when it names one), then builds
 the patched modules against the kernel the host runs (once per source, series and kernel, on
 the controller: one build at a time) and installs them with the ``kvm_modules`` role, verified
-by srcversion. Every host's request is checked before any host is touched; hosts then go in
-parallel and one failed host never hides another (each outcome says what happened).
+by srcversion. A package or deb variant runs its kernel's own KVM modules: patched ones a
+kvm_modules variant left installed for that release are rolled back. Every host's request is
+checked before any host is touched; hosts then go in parallel and one failed host never hides
+another (each outcome says what happened). ``reach_variant`` is one host's part (`fleet run`
+provisions between variant groups with it).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fleet.config.inventory import Inventory
@@ -40,33 +43,45 @@ class VariantOutcome:
 def check_variant(inventory: Inventory, name: str) -> dict[str, VariantSpec]:
     """host -> its spec of variant ``name``; ProvisionError (exit 2) when a selected host does
     not declare it or its kind cannot be provisioned in this build."""
-    specs: dict[str, VariantSpec] = {}
-    for host in inventory.hosts:
-        declared = inventory.provisioning.get(host.name)
-        spec = declared.variant(name) if declared is not None else None
-        if spec is None:
-            names = ", ".join(declared.variant_names()) if declared is not None else ""
-            raise ProvisionError(f"host {host.name} declares no variant {name!r} (its "
-                                 f"variants: {names or 'none'})",
-                                 where=", ".join(map(str, inventory.sources)),
-                                 hint="declare it under fleet_variants, or --limit to the hosts "
-                                      "that have it")
-        assert declared is not None  # it declared the spec
-        if declared.shared_kernel and not declared.allow_shared_changes:
-            raise ProvisionError(f"host {host.name} is a network-namespace lab host: it shares "
-                                 "this machine's kernel and root filesystem, so kernel variants "
-                                 "are refused there", where=declared.where,
-                                 hint="use an emulated lab host (fleet lab up --numa), or set "
-                                      "fleet_allow_shared_host_changes: true")
-        if spec.kind not in SUPPORTED_KINDS:
-            raise ProvisionError(f"variant {name} of host {host.name}: {spec.kind} variants are "
-                                 "not in this build yet", where=spec.where,
-                                 hint="use a package, deb or kvm_modules variant")
-        if spec.kind == "kvm_modules" and spec.source is None:
-            raise ProvisionError(f"variant {name} of host {host.name} has no source",
-                                 where=spec.where, hint="set source: linux-source-6.1 or a tree")
-        specs[host.name] = spec
-    return specs
+    return {host.name: host_spec(inventory, host.name, name) for host in inventory.hosts}
+
+
+def host_spec(inventory: Inventory, host: str, name: str) -> VariantSpec:
+    """``host``'s spec of variant ``name``; ProvisionError (exit 2) when the host does not
+    declare it, shares this machine's kernel, or its kind cannot be provisioned in this build."""
+    declared = inventory.provisioning.get(host)
+    spec = declared.variant(name) if declared is not None else None
+    if spec is None:
+        names = ", ".join(declared.variant_names()) if declared is not None else ""
+        raise ProvisionError(f"host {host} declares no variant {name!r} (its "
+                             f"variants: {names or 'none'})",
+                             where=", ".join(map(str, inventory.sources)),
+                             hint="declare it under fleet_variants, or --limit to the hosts "
+                                  "that have it")
+    assert declared is not None  # it declared the spec
+    if declared.shared_kernel and not declared.allow_shared_changes:
+        raise ProvisionError(f"host {host} is a network-namespace lab host: it shares "
+                             "this machine's kernel and root filesystem, so kernel variants "
+                             "are refused there", where=declared.where,
+                             hint="use an emulated lab host (fleet lab up --numa), or set "
+                                  "fleet_allow_shared_host_changes: true")
+    if spec.kind not in SUPPORTED_KINDS:
+        raise ProvisionError(f"variant {name} of host {host}: {spec.kind} variants are "
+                             "not in this build yet", where=spec.where,
+                             hint="use a package, deb or kvm_modules variant")
+    if spec.kind == "kvm_modules" and spec.source is None:
+        raise ProvisionError(f"variant {name} of host {host} has no source",
+                             where=spec.where, hint="set source: linux-source-6.1 or a tree")
+    return spec
+
+
+def reach_variant(inventory: Inventory, host: str, name: str, *, cache_dir: Path,
+                  build_lock: threading.Lock, progress: Progress | None = None
+                  ) -> VariantIdentity:
+    """Bring one host onto its variant ``name`` and return the verified identity (FleetError,
+    one line, when it cannot). ``build_lock``: shared by every host of one controller."""
+    return _reach(inventory, host, host_spec(inventory, host, name), cache_dir=cache_dir,
+                  build_lock=build_lock, progress=progress)
 
 
 def provision_variant(inventory: Inventory, name: str, *, cache_dir: Path,
@@ -93,10 +108,33 @@ def provision_variant(inventory: Inventory, name: str, *, cache_dir: Path,
 def _reach(inventory: Inventory, host: str, spec: VariantSpec, *, cache_dir: Path,
            build_lock: threading.Lock, progress: Progress | None) -> VariantIdentity:
     if spec.kind in ("package", "deb"):
-        return switch(inventory, host, spec.name, cache_dir=cache_dir, progress=progress)
+        identity = switch(inventory, host, spec.name, cache_dir=cache_dir, progress=progress)
+        return _stock_modules(inventory, host, identity, progress=progress)
     if spec.base is not None:
         switch(inventory, host, spec.base, cache_dir=cache_dir, progress=progress)
     return _kvm_modules(inventory, host, spec, build_lock=build_lock, progress=progress)
+
+
+def _stock_modules(inventory: Inventory, host: str, identity: VariantIdentity, *,
+                   progress: Progress | None) -> VariantIdentity:
+    """The identity of a package or deb variant once no patched KVM modules are installed for
+    its release (a kvm_modules variant's are rolled back and the stock ones loaded)."""
+    from fleet.provision.build import InstallRequest, rollback
+
+    target = inventory.host(host)
+    seen = probe(target)
+    if not seen.fleet_modules:
+        return identity
+    (progress or (lambda _line: None))(f"{host}: rolling back the patched KVM modules of "
+                                       f"{seen.kernel_release}")
+    rollback(InstallRequest(inventory=inventory.sources, build=None,
+                            kernel_release=seen.kernel_release, limit=host))
+    after = probe(target)
+    if after.fleet_modules:
+        raise ProvisionError(f"variant {identity.variant}: patched KVM modules are still "
+                             f"installed for {after.kernel_release}", where=host,
+                             hint="see the kvm_modules role's output")
+    return replace(identity, kvm_modules=after.kvm_modules)
 
 
 def _kvm_modules(inventory: Inventory, host: str, spec: VariantSpec, *,
