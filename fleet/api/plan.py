@@ -122,13 +122,21 @@ def _case_json(case: Case) -> dict[str, Any]:
 
 
 def provisioning_needed(result: Plan, hosts_facts: Sequence[Facts], hosts: Sequence[Host],
-                        releases: Mapping[str, Mapping[str, str]] | None = None
+                        releases: Mapping[str, Mapping[str, str]] | None = None,
+                        declared: Mapping[str, Mapping[str, str]] | None = None
                         ) -> tuple[GroupProvisioning, ...]:
     """Per host, each variant group it is not in yet and how it would get there
     (fleet.plan.provisioning: knob, reload, kexec, reboot, unknown, impossible); ``releases``:
-    kernel_releases() of the inventory."""
+    kernel_releases() of the inventory; ``declared``: declared_variants() of it."""
     boot = {h.name: h.boot for h in hosts if h.boot is not None}
-    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot, releases)
+    return plan_provisioning(result.queues, {f.host: f for f in hosts_facts}, boot, releases,
+                             declared)
+
+
+def declared_variants(inventory: Inventory) -> dict[str, dict[str, str]]:
+    """host -> its declared variants (fleet_variants) -> their kinds."""
+    return {host: {v.name: v.kind for v in p.variants}
+            for host, p in inventory.provisioning.items() if p.variants}
 
 
 def kernel_releases(inventory: Inventory) -> dict[str, dict[str, str]]:

@@ -134,6 +134,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from fleet.api.plan import (
         check_suite_size,
+        declared_variants,
         kernel_releases,
         plan_suite,
         plan_summary,
@@ -149,7 +150,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     plan = plan_suite(suite, facts, inventory.hosts, seed=seed, where=str(args.suite),
                       max_jobs=args.max_jobs, host_variants=inventory.host_variants())
-    needed = provisioning_needed(plan, facts, inventory.hosts, kernel_releases(inventory))
+    needed = provisioning_needed(plan, facts, inventory.hosts, kernel_releases(inventory),
+                                 declared_variants(inventory))
     if args.json:
         print_json(plan_summary(plan, needed))
     else:

@@ -135,8 +135,9 @@ def _params_text(case: Case) -> str:
 
 
 def provisioning_view(needed: Sequence[GroupProvisioning]) -> RenderableType:
-    """Per host, each variant group it is not in yet: how (knob: the run sets it; reload,
-    kexec, reboot: `fleet provision` first; unknown, impossible: said why), case by case."""
+    """Per host, each variant group it is not in yet: how (knob: the run sets it; a declared
+    kernel variant: the run provisions it before the group; other reloads, kexecs, reboots:
+    `fleet provision` first; unknown, impossible: said why), case by case."""
     table = Table(title="Provisioning (per host, variant groups the host is not in yet)",
                   title_justify="left")
     for col in ("host", "variant", "cases", "how", "steps"):

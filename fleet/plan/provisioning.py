@@ -8,6 +8,8 @@ For each variant setting the host's facts do not already show, one step says how
   modprobe.d option and a module (re)load when no VM runs;
 * ``kexec`` / ``reboot``: another kernel or kernel command line; kexec on hosts that boot that
   way (emulated lab guests, ``fleet_boot: kexec`` in the inventory), else a reboot;
+  a ``kernel`` value naming a variant the host declares (fleet_variants) is a step `fleet run`
+  takes itself before the variant's group (``by_run``; a kvm_modules variant is a reload);
 * ``unknown``: the facts do not say (parameter modes not recorded: re-gather facts);
 * ``impossible``: the host cannot have it (no such parameter, a module for another CPU vendor,
   a value the parameter cannot take).
@@ -44,6 +46,7 @@ class Step:
     current: str | None  # the host's value; None: it has none (or the facts do not say)
     how: How
     why: str  # e.g. "writable parameter", "read-only parameter"
+    by_run: bool = False  # a declared variant: `fleet run` provisions it before its group
 
     def text(self) -> str:
         have = "not set" if self.current is None else self.current
@@ -84,6 +87,10 @@ class Provisioning:
         if not blocking:
             return None
         parts = "; ".join(f"{s.name}={s.wanted} {_needs(s)}" for s in blocking)
+        if all(s.by_run for s in blocking):
+            names = ", ".join(s.wanted for s in blocking)
+            return (f"variant {parts}; fleet run provisions it before the variant's group "
+                    f"(or: fleet provision --variant {names})")
         if any(s.how in ("reload", "kexec", "reboot") for s in blocking):
             return f"variant {parts}; run `fleet provision` first"
         return f"variant {parts}"
@@ -102,17 +109,20 @@ def _needs(step: Step) -> str:
 
 def provisioning(variant: Assignment, facts: Facts | None, *,
                  boot: BootMethod | None = None,
-                 releases: Mapping[str, str] | None = None) -> Provisioning:
+                 releases: Mapping[str, str] | None = None,
+                 declared: Mapping[str, str] | None = None) -> Provisioning:
     """How a host with these facts (booting by ``boot``; None: reboot) reaches ``variant``.
 
     ``releases``: the host's declared kernel variants (fleet_variants) -> the kernel release
     each one runs, where the declaration says (a package's or a .deb's); a ``kernel`` value
-    naming one is met when the host runs that release."""
+    naming one is met when the host runs that release. ``declared``: every declared variant
+    -> its kind (a kvm_modules or kernel variant is never taken as met from the facts)."""
     steps: list[Step] = []
     knobs: list[ModuleKnob] = []
     for name, value in variant:
         if name in ("kernel", "kernel_cmdline"):
-            step = _boot_step(name, format_param_value(value), facts, boot, releases or {})
+            step = _boot_step(name, format_param_value(value), facts, boot,
+                              releases=releases or {}, declared=declared or {})
         else:
             step, knob = _module_step(name, value, facts)
             if knob is not None:
@@ -122,18 +132,25 @@ def provisioning(variant: Assignment, facts: Facts | None, *,
     return Provisioning(tuple(steps), tuple(knobs))
 
 
-def _boot_step(name: str, wanted: str, facts: Facts | None, boot: BootMethod | None,
-               releases: Mapping[str, str]) -> Step | None:
-    if facts is None:
-        return Step(name, wanted, None, "unknown", "the host has no facts")
-    current = facts.kernel_release if name == "kernel" else facts.kernel_cmdline
+def _boot_step(name: str, wanted: str, facts: Facts | None, boot: BootMethod | None, *,
+               releases: Mapping[str, str], declared: Mapping[str, str]) -> Step | None:
     release = releases.get(wanted) if name == "kernel" else None
-    if current == wanted or (release is not None and current == release):
+    kind = declared.get(wanted) if name == "kernel" else None
+    kind = kind or ("package" if release is not None else None)  # a declared release
+    if facts is None and kind is None:
+        return Step(name, wanted, None, "unknown", "the host has no facts")
+    current = None if facts is None else \
+        facts.kernel_release if name == "kernel" else facts.kernel_cmdline
+    if current == wanted or (release is not None and current == release and
+                             kind in (None, "package", "deb")):
         return None
     how: How = "kexec" if boot == "kexec" else "reboot"
     what = "another kernel" if name == "kernel" else "another kernel command line"
-    if release is not None:
-        what = f"variant {wanted} runs {release}: `fleet provision --variant {wanted}`"
+    if kind is not None:
+        what = f"variant {wanted} runs {release}" if release is not None else \
+            f"variant {wanted} ({kind})"
+        return Step(name, wanted, current, "reload" if kind == "kvm_modules" else how, what,
+                    by_run=True)
     return Step(name, wanted, current, how, what)
 
 
@@ -205,7 +222,8 @@ class GroupProvisioning:
 
 def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
                       boot: Mapping[str, BootMethod],
-                      releases: Mapping[str, Mapping[str, str]] | None = None
+                      releases: Mapping[str, Mapping[str, str]] | None = None,
+                      declared: Mapping[str, Mapping[str, str]] | None = None
                       ) -> tuple[GroupProvisioning, ...]:
     """Every (host, variant group) of a plan that needs a step, host by host in queue order."""
     out: list[GroupProvisioning] = []
@@ -213,7 +231,8 @@ def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
         for group in queue.groups:
             reach = provisioning(group.variant, facts.get(queue.host),
                                  boot=boot.get(queue.host),
-                                 releases=(releases or {}).get(queue.host))
+                                 releases=(releases or {}).get(queue.host),
+                                 declared=(declared or {}).get(queue.host))
             if reach.steps:
                 cases = tuple(dict.fromkeys(e.case_id for e in group.entries))
                 out.append(GroupProvisioning(queue.host, group.variant, cases, reach))

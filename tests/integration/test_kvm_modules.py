@@ -173,3 +173,65 @@ def test_a_netns_lab_host_is_refused(lab: LabState, probe_build: BuildResult,
                                kernel_release=release, host_count=len(hosts)))
     assert "is a netns lab host: it shares the controller's kernel" in caught.value.line()
     assert f"on {len(hosts)} host(s)" in caught.value.line()
+
+
+RUN_SUITE = """\
+schema_version: 1
+name: variants-run
+repetitions: 2
+sampling: {enabled: false}
+workloads:
+  - name: probe
+    type: command
+    timeout_seconds: 60
+    argv: [sh, -c, 'echo "probe=$(cat /sys/module/kvm/parameters/fleet_probe || echo 0)"']
+    axes:
+      kernel: [stock, probe]
+    parse:
+      patterns: ['probe=(?P<probe>\\d+)']
+      metrics:
+        probe: {unit: count}
+"""
+
+
+def test_fleet_run_provisions_between_variant_groups(guest_lab: LabState, guest: Host,
+                                                     release: str, probe_build: BuildResult,
+                                                     tmp_path: Path) -> None:
+    """A suite whose kernel axis names two declared variants (the guest's own kernel package,
+    and the patched modules on it): fleet run brings the guest onto each before its group,
+    and every result carries the variant it ran on, verified (srcversion)."""
+    extra = tmp_path / "variants.yml"
+    extra.write_text(yaml.safe_dump({"all": {"hosts": {str(guest.name): {"fleet_variants": {
+        "stock": {"kind": "package", "package": f"linux-image-{release}"},
+        "probe": {"kind": "kvm_modules", "source": "linux-source-6.1",
+                  "patches": [str(PROBE)]}}}}}}))
+    suite = tmp_path / "suite.yml"
+    suite.write_text(RUN_SUITE)
+    store = tmp_path / "f.db"
+    done = subprocess.run([sys.executable, "-m", "fleet", "run", str(suite), "-i",
+                           str(guest_lab.inventory_path), "-i", str(extra), "--store",
+                           str(store), "--json"],
+                          capture_output=True, text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    switched = [e for e in events if e["event"] == "host_provisioned"]
+    assert sorted(e["variant"] for e in switched) == ["probe", "stock"]  # once per group
+    attempts = [e for e in events if e["event"] == "attempt_finished"]
+    assert len(attempts) == 4 and {a["status"] for a in attempts} == {"completed"}
+    patched = f"srcversion:{probe_build.srcversions()['kvm']}"
+    for a in attempts:
+        variant = a["variant"]
+        (value,) = [m["value"] for m in a["measurements"] if m["metric"] == "probe"]
+        kvm = dict(variant["kvm_modules"])["kvm"]
+        assert variant["kernel_release"] == release
+        if variant["variant"] == "probe":
+            assert (variant["kind"], value, kvm) == ("kvm_modules", 1, patched)
+            assert variant["series_sha256"] == probe_build.series_hash
+        else:
+            assert (variant["kind"], value) == ("package", 0) and kvm != patched
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        stored = [json.loads(v)["variant"] for (v,) in
+                  db.execute("SELECT variant_json FROM attempts ORDER BY attempt_id")]
+    assert sorted(stored) == ["probe", "probe", "stock", "stock"]

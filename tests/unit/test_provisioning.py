@@ -293,6 +293,25 @@ def test_a_kernel_value_naming_a_declared_variant_is_met_by_its_release(guest: F
     assert provisioning((("kernel", "stock-57"),), guest, releases={}).steps != ()
 
 
+def test_a_declared_kvm_modules_or_kernel_variant_is_provisioned_by_the_run(guest: Facts
+                                                                           ) -> None:
+    """Never met from the facts (its modules' srcversions are verified by the run itself): a
+    kvm_modules variant is a reload, a patched kernel a kexec, both taken by fleet run."""
+    declared = {"probe": "kvm_modules", "patched": "kernel", "stock-57": "package"}
+    releases = {"stock-57": "6.1.0-57-amd64"}
+    modules = provisioning((("kernel", "probe"),), guest, boot="kexec", releases=releases,
+                           declared=declared)
+    (step,) = modules.steps
+    assert (step.how, step.by_run, step.why) == ("reload", True, "variant probe (kvm_modules)")
+    assert modules.failure() == (
+        "variant kernel=probe needs a module reload (variant probe (kvm_modules)); fleet run "
+        "provisions it before the variant's group (or: fleet provision --variant probe)")
+    kernel = provisioning((("kernel", "patched"),), guest, boot="kexec", declared=declared)
+    assert [(s.how, s.by_run) for s in kernel.steps] == [("kexec", True)]
+    assert provisioning((("kernel", "stock-57"),), guest, releases=releases,
+                        declared=declared).steps == ()
+
+
 def test_variant_releases_of_package_variants(tmp_path: Path) -> None:
     from fleet.config.inventory.variants import HostProvisioning, VariantSpec
     from fleet.provision.variants.debs import variant_releases
