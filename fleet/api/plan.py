@@ -43,7 +43,8 @@ def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
                           where=where, hint="pass the inventory the facts came from")
     candidates = [Candidate(h, by_name[h.name]) for h in hosts if h.name in by_name]
     result = plan(suite.name, cases, candidates, seed=seed,
-                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name])
+                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name],
+                  order=suite.variant_order)
     if len(result.skipped) == len(cases):
         raise ConfigError(
             f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
