@@ -259,6 +259,24 @@ class PlanEntry:
     estimate_seconds: float
 
 
+AcrossHosts = Literal["same", "rotate"]
+
+
+@dataclass(frozen=True)
+class VariantOrder:
+    """A suite's ``variant_order``: how each host's variant groups follow one another.
+
+    ``across_hosts``: ``same`` (every host in case order) or ``rotate`` (the i-th planned host
+    starts with its (i mod n)-th group: counterbalanced); ``blocks``: each group's runs split
+    into this many blocks (every case's repetitions spread evenly), cycled A B A B."""
+
+    across_hosts: AcrossHosts = "same"
+    blocks: int = 1
+
+
+DEFAULT_VARIANT_ORDER = VariantOrder()
+
+
 @dataclass(frozen=True)
 class VariantGroup:
     """Consecutive entries of a host's queue that share a variant (provisioned once)."""
@@ -296,6 +314,7 @@ class Plan:
     queues: tuple[HostQueue, ...]
     skipped: tuple[Skip, ...]
     hosts_without_facts: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what the planner decided for the user to know (one line each)
 
     @property
     def entry_count(self) -> int:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from fleet.config.suite import Suite
 from fleet.errors import ConfigError
 from fleet.hosts import Host
-from fleet.model import Case, Facts, Plan, VariantGroup
+from fleet.model import Case, Facts, Plan
 from fleet.plan.matrix import DEFAULT_MAX_JOBS, expand
+from fleet.plan.order import variant_text
 from fleet.plan.provisioning import GroupProvisioning, plan_provisioning
 from fleet.plan.schedule import Candidate, plan
 
@@ -43,7 +44,8 @@ def plan_suite(suite: Suite, hosts_facts: Sequence[Facts], hosts: Sequence[Host]
                           where=where, hint="pass the inventory the facts came from")
     candidates = [Candidate(h, by_name[h.name]) for h in hosts if h.name in by_name]
     result = plan(suite.name, cases, candidates, seed=seed,
-                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name])
+                  hosts_without_facts=[h.name for h in hosts if h.name not in by_name],
+                  order=suite.variant_order)
     if len(result.skipped) == len(cases):
         raise ConfigError(
             f"no case of suite {suite.name} can run on the {len(candidates)} host(s) "
@@ -151,7 +153,8 @@ def kernel_releases(inventory: Inventory) -> dict[str, dict[str, str]]:
 
 def _provisioning_json(group: GroupProvisioning) -> dict[str, Any]:
     reach = group.provisioning
-    return {"host": group.host, "variant": dict(group.variant), "cases": list(group.case_ids),
+    return {"host": group.host, "group": group.group, "variant": dict(group.variant),
+            "cases": list(group.case_ids),
             "how": reach.how, "runs_without_provisioning": reach.failure() is None,
             "reason": reach.failure(),
             "steps": [{"name": s.name, "wanted": s.wanted, "current": s.current, "how": s.how,
@@ -163,20 +166,20 @@ def plan_summary(result: Plan, provisioning: Sequence[GroupProvisioning] | None 
     """The plan as JSON-able data: totals, cases by id, per-host queues, skip reasons (the
     stored plan's document, fleet.codec). With ``provisioning`` (``provisioning_needed``),
     as `fleet plan --json` shows it: each variant group also says ``how`` the host reaches it
-    (None: it already is that variant), and ``provisioning`` lists the groups needing a step."""
+    (None: it already is that variant), ``provisioning`` lists the groups needing a step,
+    each host's ``order`` names its groups' variants in queue order (A B A B, or rotated, as
+    the suite's variant_order asks), and ``notes`` say what the planner decided (e.g. fewer
+    blocks than asked)."""
     data = _summary(result)
     if provisioning is not None:
-        how = {(g.host, g.variant): g.provisioning.how for g in provisioning}
-        for host in data["hosts"]:
-            for group, planned in zip(host["groups"], _groups_of(result, host["host"]),
-                                      strict=True):
-                group["how"] = how.get((host["host"], planned.variant))
+        how = {(g.host, g.group): g.provisioning.how for g in provisioning}
+        data["notes"] = list(result.notes)
+        for host, queue in zip(data["hosts"], result.queues, strict=True):
+            host["order"] = [variant_text(g.variant) for g in queue.groups]
+            for number, group in enumerate(host["groups"]):
+                group["how"] = how.get((host["host"], number))
         data["provisioning"] = [_provisioning_json(g) for g in provisioning]
     return data
-
-
-def _groups_of(result: Plan, host: str) -> tuple[VariantGroup, ...]:
-    return next(q.groups for q in result.queues if q.host == host)
 
 
 def _summary(result: Plan) -> dict[str, Any]:

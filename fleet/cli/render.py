@@ -11,7 +11,17 @@ from rich.text import Text
 from fleet.codec import to_jsonable
 from fleet.facts.parsers import format_cpulist
 from fleet.lab.state import LabStatus
-from fleet.model import MISSING_TEXT, Case, Facts, HostOutcome, HugePagePool, NumaNode, Plan
+from fleet.model import (
+    MISSING_TEXT,
+    Assignment,
+    Case,
+    Facts,
+    HostOutcome,
+    HugePagePool,
+    NumaNode,
+    Plan,
+)
+from fleet.plan.order import variant_text
 from fleet.plan.provisioning import GroupProvisioning
 
 MISSING = MISSING_TEXT
@@ -140,15 +150,51 @@ def provisioning_view(needed: Sequence[GroupProvisioning]) -> RenderableType:
     `fleet provision` first; unknown, impossible: said why), case by case."""
     table = Table(title="Provisioning (per host, variant groups the host is not in yet)",
                   title_justify="left")
-    for col in ("host", "variant", "cases", "how", "steps"):
+    for col in ("host", "group", "variant", "cases", "how", "steps"):
         table.add_column(col, overflow="fold")
     for g in needed:
-        variant = " ".join(f"{k}={v}" for k, v in g.variant)
         steps = "; ".join(s.text() for s in g.provisioning.steps)
         how = g.provisioning.how or "-"
-        table.add_row(g.host, variant, ",".join(g.case_ids), how, steps,
-                      style=None if how == "knob" else "yellow")
+        table.add_row(g.host, str(g.group + 1), variant_text(g.variant), ",".join(g.case_ids),
+                      how, steps, style=None if how == "knob" else "yellow")
     return table
+
+
+def _letter(number: int) -> str:
+    return chr(ord("A") + number) if number < 26 else f"V{number + 1}"
+
+
+def _order_parts(plan: Plan) -> tuple[dict[str, str], Text | None]:
+    """host -> its groups' variants in queue order as letters (A B A B), and the legend;
+    ({}, None) when no host has more than one group."""
+    if all(len(q.groups) < 2 for q in plan.queues):
+        return {}, None
+    letters: dict[Assignment, str] = {}
+    for variant in [c.variant for c in plan.cases] + [g.variant for q in plan.queues
+                                                      for g in q.groups]:
+        letters.setdefault(variant, _letter(len(letters)))
+    used = {g.variant for q in plan.queues for g in q.groups}
+    legend = ", ".join(f"{letter} = {variant_text(v)}" for v, letter in letters.items()
+                       if v in used)
+    return ({q.host: " ".join(letters[g.variant] for g in q.groups) for q in plan.queues},
+            Text(f"variant groups: {legend}"))
+
+
+def _per_host(plan: Plan, needed: Sequence[GroupProvisioning]) -> list[RenderableType]:
+    """Runs, variant groups (their order, when a host has several: A B A B), switches (groups
+    the run or `fleet provision` must bring the host onto first), estimate."""
+    order, legend = _order_parts(plan)
+    table = Table(title="Per host", title_justify="left")
+    columns = ("host", "runs", "variant groups", *(("group order",) if order else ()),
+               *(("switches",) if needed else ()), "estimate")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for q in plan.queues:
+        switches = sum(1 for g in needed if g.host == q.host and g.provisioning.blocking)
+        table.add_row(q.host, str(len(q.entries)), str(len(q.groups)),
+                      *((order[q.host],) if order else ()),
+                      *((str(switches),) if needed else ()), f"{q.estimate_seconds:.0f} s")
+    return [table] if legend is None else [table, legend]
 
 
 def plan_view(plan: Plan, needed: Sequence[GroupProvisioning] = ()) -> RenderableType:
@@ -167,15 +213,10 @@ def plan_view(plan: Plan, needed: Sequence[GroupProvisioning] = ()) -> Renderabl
         table.add_row(case.case_id, case.workload, _params_text(case), str(case.repetitions),
                       where)
     parts: list[RenderableType] = [table]
-    per_host = Table(title="Per host", title_justify="left")
-    for col in ("host", "runs", "variant groups", "estimate"):
-        per_host.add_column(col)
-    for q in plan.queues:
-        per_host.add_row(q.host, str(len(q.entries)), str(len(q.groups)),
-                         f"{q.estimate_seconds:.0f} s")
-    parts.append(per_host)
+    parts += _per_host(plan, needed)
     if needed:
         parts.append(provisioning_view(needed))
+    parts += [Text(f"note: {note}", style="yellow") for note in plan.notes]
     for s in plan.skipped:
         parts.append(Text(f"skipped {s.case_id} ({cases[s.case_id].workload}): {s.reason}",
                           style="yellow"))

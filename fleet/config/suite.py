@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 from fleet.config.compare import DEFAULT_COMPARE, CompareConfig, parse_compare
+from fleet.config.order import DEFAULT_VARIANT_ORDER, parse_variant_order
 from fleet.config.sampling import DEFAULT_SAMPLING, SamplingConfig, parse_sampling
 from fleet.errors import ConfigError
 from fleet.knobs import KNOBS, VARIANT_NAMES, is_variant, merge_requirements
-from fleet.model import Assignment, ParamValue, Requirements, Spread
+from fleet.model import Assignment, ParamValue, Requirements, Spread, VariantOrder
 from fleet.workloads import FAMILIES, Family
 from fleet.workloads.base import ParamSpec, Workload, format_param_value
 from fleet.yamlnode import Node, compose, read_suite_text
@@ -32,7 +33,7 @@ _SECTION_KINDS: Mapping[str, AxisKind] = {"params": "param", "knobs": "knob", "v
 
 
 TOP_KEYS = ("schema_version", "name", "description", "workloads", "repetitions",
-            "timeout_seconds", "spread", "requires", "sampling", "compare")
+            "timeout_seconds", "spread", "requires", "sampling", "compare", "variant_order")
 ENTRY_KEYS = ("name", "type", "description", "params", "knobs", "variant", "axes", "include",
               "exclude", "requires", "requires_when", "repetitions", "timeout_seconds",
               "estimate_seconds", "spread", "sampling", "compare")
@@ -89,6 +90,7 @@ class Suite:
     source: str
     entries: tuple[WorkloadEntry, ...]
     compare: CompareConfig = DEFAULT_COMPARE
+    variant_order: VariantOrder = DEFAULT_VARIANT_ORDER  # fleet.config.order
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,12 @@ def parse_suite(text: str, *, source: str) -> Suite:
     entries = tuple(_entry(node, defaults)
                     for node in _nonempty(items["workloads"], "workloads"))
     _unique_names(entries)
+    order = parse_variant_order(items.get("variant_order"), (
+        e.repetitions for e in entries if e.variant or any(a.kind == "variant" for a in e.axes)))
     return Suite(name=_name(items["name"], "suite name"), source=source, entries=entries,
                  description=items["description"].string("description")
-                 if "description" in items else "", compare=defaults.compare)
+                 if "description" in items else "", compare=defaults.compare,
+                 variant_order=order)
 
 
 def _nonempty(node: Node, what: str) -> list[Node]:

@@ -21,7 +21,7 @@ suite's ``1``, ``true``, ``on`` mean ``Y``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from fleet.hosts import BootMethod
@@ -218,6 +218,7 @@ class GroupProvisioning:
     variant: Assignment
     case_ids: tuple[str, ...]  # the group's cases, in queue order, once each
     provisioning: Provisioning
+    group: int = 0  # its index in the host's queue (a variant may have several groups)
 
 
 def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
@@ -225,15 +226,42 @@ def plan_provisioning(queues: Sequence[HostQueue], facts: Mapping[str, Facts],
                       releases: Mapping[str, Mapping[str, str]] | None = None,
                       declared: Mapping[str, Mapping[str, str]] | None = None
                       ) -> tuple[GroupProvisioning, ...]:
-    """Every (host, variant group) of a plan that needs a step, host by host in queue order."""
+    """Every (host, variant group) of a plan that needs a step, host by host in queue order.
+
+    The first group is reached from the host's facts. After a group of a declared kernel
+    variant the host runs that variant: a later group of another one is a switch, also to
+    the variant the facts show (A B A: the second A is a switch back); a later group of the
+    same one is none (the run verifies it stays)."""
     out: list[GroupProvisioning] = []
     for queue in queues:
-        for group in queue.groups:
+        host_releases = (releases or {}).get(queue.host) or {}
+        host_declared = (declared or {}).get(queue.host) or {}
+        on: str | None = None  # the declared variant an earlier group switched the host to
+        for number, group in enumerate(queue.groups):
             reach = provisioning(group.variant, facts.get(queue.host),
-                                 boot=boot.get(queue.host),
-                                 releases=(releases or {}).get(queue.host),
-                                 declared=(declared or {}).get(queue.host))
+                                 boot=boot.get(queue.host), releases=host_releases,
+                                 declared=host_declared)
+            kernel = dict(group.variant).get("kernel")
+            name = None if kernel is None else format_param_value(kernel)
+            if name is None or (name not in host_declared and name not in host_releases):
+                name = None
+            elif on is not None:
+                reach = _from_variant(reach, name, on, boot=boot.get(queue.host),
+                                      releases=host_releases, declared=host_declared)
+            on = name or on
             if reach.steps:
                 cases = tuple(dict.fromkeys(e.case_id for e in group.entries))
-                out.append(GroupProvisioning(queue.host, group.variant, cases, reach))
+                out.append(GroupProvisioning(queue.host, group.variant, cases, reach, number))
     return tuple(out)
+
+
+def _from_variant(reach: Provisioning, name: str, on: str, *, boot: BootMethod | None,
+                  releases: Mapping[str, str], declared: Mapping[str, str]) -> Provisioning:
+    """``reach`` (from the facts) for a host an earlier group put on declared variant ``on``:
+    no kernel step when it is ``name``, else the run's switch from ``on`` to ``name``."""
+    others = tuple(s for s in reach.steps if s.name != "kernel")
+    if name == on:
+        return Provisioning(others, reach.knobs)
+    (switch,) = provisioning((("kernel", name),), None, boot=boot, releases=releases,
+                             declared=declared).steps
+    return Provisioning((replace(switch, current=on), *others), reach.knobs)

@@ -5,33 +5,24 @@
    hosts meet it ("needs >= 2 NUMA nodes (0 of 3 hosts); eligible hosts: none of 3").
 2. Assignment: ``every`` puts each repetition on every eligible host; ``any`` puts each
    (case, repetition) on one host, longest first onto the least-loaded eligible host (LPT).
-3. Order: per host, entries are grouped by variant (provisioned once per group, groups in
-   case order); within a group they run in rounds (every case once before any case runs
-   again), each round shuffled with a seed derived from ``seed`` and the host name, never
-   starting with the case that ended the previous round: A B A B, not A A B B, so drift
-   cannot masquerade as a difference. Same inputs and seed, same plan.
+3. Order (``fleet.plan.order``): per host, entries are grouped by variant (provisioned once
+   per group, groups in case order, or rotated across hosts and cycled in blocks as the
+   suite's ``variant_order`` asks); within a group they run in rounds (every case once before
+   any case runs again), each round shuffled with a seed derived from ``seed`` and the host
+   name, never starting with the case that ended the previous round: A B A B, not A A B B, so
+   drift cannot masquerade as a difference. Same inputs and seed, same plan.
 """
 
 from __future__ import annotations
 
 import heapq
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from fleet.hosts import Host
-from fleet.model import (
-    Assignment,
-    Case,
-    Facts,
-    HostQueue,
-    Plan,
-    PlanEntry,
-    Requirements,
-    Skip,
-    VariantGroup,
-)
+from fleet.model import DEFAULT_VARIANT_ORDER, Case, Facts, Plan, Requirements, Skip, VariantOrder
+from fleet.plan.order import order_queue
 
 GIB = 1 << 30
 ONE_GIB_PAGE_BYTES = 1 << 30
@@ -97,8 +88,10 @@ def eligibility(req: Requirements, candidates: Sequence[Candidate]
 
 
 def plan(suite: str, cases: Sequence[Case], candidates: Sequence[Candidate], *, seed: int,
-         hosts_without_facts: Sequence[str] = ()) -> Plan:
-    """Assign every (case, repetition) and order each host's queue. Pure and deterministic."""
+         hosts_without_facts: Sequence[str] = (), order: VariantOrder = DEFAULT_VARIANT_ORDER
+         ) -> Plan:
+    """Assign every (case, repetition) and order each host's queue (``order``: the suite's
+    variant_order). Pure and deterministic."""
     cache: dict[Requirements, tuple[tuple[int, ...], str | None]] = {}
     assigned: list[list[tuple[int, int]]] = [[] for _ in candidates]  # (case index, rep)
     loads = [0.0] * len(candidates)
@@ -121,10 +114,11 @@ def plan(suite: str, cases: Sequence[Case], candidates: Sequence[Candidate], *, 
                 assigned[host].extend((index, rep) for rep in range(1, case.repetitions + 1))
                 loads[host] += case.planned_seconds * case.repetitions
     _balance(cases, spread_any, assigned, loads)
-    queues = tuple(_queue(cases, c.host.name, assigned[i], loads[i], seed)
-                   for i, c in enumerate(candidates))
-    return Plan(suite=suite, seed=seed, cases=tuple(cases), queues=queues,
-                skipped=tuple(skipped), hosts_without_facts=tuple(hosts_without_facts))
+    ordered = [order_queue(cases, c.host.name, assigned[i], position=i, load_seconds=loads[i],
+                           seed=seed, order=order) for i, c in enumerate(candidates)]
+    return Plan(suite=suite, seed=seed, cases=tuple(cases), queues=tuple(q for q, _ in ordered),
+                skipped=tuple(skipped), hosts_without_facts=tuple(hosts_without_facts),
+                notes=tuple(note for _, notes in ordered for note in notes))
 
 
 def _balance(cases: Sequence[Case], spread_any: Sequence[tuple[int, tuple[int, ...]]],
@@ -147,37 +141,3 @@ def _balance(cases: Sequence[Case], spread_any: Sequence[tuple[int, tuple[int, .
         loads[host] -= negative_seconds
         heapq.heapreplace(heap, (loads[host], host))
         assigned[host].append((index, rep))
-
-
-def _queue(cases: Sequence[Case], host: str, entries: Sequence[tuple[int, int]],
-           load_seconds: float, seed: int) -> HostQueue:
-    rng = random.Random(f"{seed}:{host}")
-    by_variant: dict[Assignment, list[tuple[int, int]]] = {}
-    for index, rep in sorted(entries):
-        by_variant.setdefault(cases[index].variant, []).append((index, rep))
-    groups = tuple(
-        VariantGroup(variant, tuple(
-            PlanEntry(cases[i].case_id, rep, host, cases[i].planned_seconds)
-            for i, rep in _interleave(group, rng)))
-        for variant, group in by_variant.items())
-    return HostQueue(host=host, groups=groups, estimate_seconds=load_seconds)
-
-
-def _interleave(entries: Sequence[tuple[int, int]], rng: random.Random) -> list[tuple[int, int]]:
-    """Rounds (the n-th run of every case), each shuffled; no case twice in a row at a seam."""
-    rounds: list[list[tuple[int, int]]] = []
-    occurrence: dict[int, int] = {}
-    for index, rep in entries:  # sorted by (case index, rep)
-        n = occurrence.get(index, 0)
-        occurrence[index] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append((index, rep))
-    order: list[tuple[int, int]] = []
-    for current in rounds:
-        rng.shuffle(current)
-        if order and len(current) > 1 and current[0][0] == order[-1][0]:
-            swap = rng.randrange(1, len(current))
-            current[0], current[swap] = current[swap], current[0]
-        order.extend(current)
-    return order

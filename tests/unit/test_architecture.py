@@ -32,6 +32,7 @@ ADAPTERS = {
 PURE = ["model.py", "hosts.py", "codec.py", "errors.py", "runs.py", "facts/parsers.py",
         "facts/numactl.py",
         "facts/tree.py", "facts/build.py", "facts/probe.py", "plan/matrix.py", "plan/schedule.py",
+        "plan/order.py", "config/order.py",
         "knobs.py", "workloads/base.py", "workloads/command.py", "workloads/sleep.py",
         "yamlnode.py",
         "agent/protocol.py", "agent/protocol_decode.py", "lab/vm/qemu.py",
