@@ -8,7 +8,9 @@ once, then times, interleaved (A B A B ...), whole processes:
              no Ansible when every host is in state)
   ansible    `ansible-playbook -i INV -i VARS playbooks/host.yml` with fleet's Ansible settings
              (pipelining, ControlPersist, forks = hosts)
-and one run where only lab1's state differs (which hosts Ansible ran for, and its time).
+and one run where only lab1's state differs (which hosts Ansible ran for, and its time); then
+a real change on every host, interleaved (each run flips net.core.somaxconn on all hosts:
+fleet probes, then runs the same playbook for all of them).
 Prints medians in seconds and the ratio fleet/ansible.
 
     sudo .venv/bin/python benchmarks/perf/provision_nochange.py --hosts 8 --repeat 5
@@ -35,11 +37,12 @@ THP = Path("/sys/kernel/mm/transparent_hugepage")
 HUGEPAGES = Path("/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages")
 
 
-def host_state(somaxconn_lab1: int) -> dict[str, object]:
+def host_state(somaxconn_lab1: int, somaxconn: int = 1024) -> dict[str, object]:
     selected = {name: (THP / name).read_text().split("[", 1)[1].split("]", 1)[0]
                 for name in ("enabled", "defrag")}
     return {"lab": {
-        "vars": {"fleet_sysctl": {"net.core.somaxconn": 1024, "net.ipv4.tcp_fin_timeout": 31},
+        "vars": {"fleet_sysctl": {"net.core.somaxconn": somaxconn,
+                                  "net.ipv4.tcp_fin_timeout": 31},
                  "fleet_thp": selected, "fleet_tools": ["numactl"],
                  "fleet_hugepages": [{"node": 0, "size_kb": 2048,
                                       "count": int(HUGEPAGES.read_text())}]},
@@ -100,8 +103,29 @@ def run(inventory: Path, tmp: Path, repeat: int, hosts: int) -> None:
     seconds, out = timed(fleet)
     ran = json.loads(out)["ansible_hosts"]
     print(f"one host changed: fleet provision {seconds:.2f} s, Ansible ran for {ran}")
+    all_changed(variables, fleet, ansible, env, repeat, hosts)
     load = os.getloadavg()[0]
     print(f"load average {load:.1f}")
+
+
+def all_changed(variables: Path, fleet: list[str], ansible: list[str], env: dict[str, str],
+                repeat: int, hosts: int) -> None:
+    """Every host's state differs before each run: fleet and ansible-playbook alternate,
+    each flipping net.core.somaxconn on all hosts (and on lab1, which has its own value)."""
+    fleet_s: list[float] = []
+    ansible_s: list[float] = []
+    value = 2000
+    for _ in range(repeat):
+        for argv, env_, times in ((fleet, None, fleet_s), (ansible, env, ansible_s)):
+            value += 1
+            variables.write_text(yaml.safe_dump(host_state(value, value)))
+            seconds, out = timed(argv, env_)
+            if argv is fleet:
+                assert len(json.loads(out)["ansible_hosts"]) == hosts, "not every host ran"
+            times.append(seconds)
+    f, a = statistics.median(fleet_s), statistics.median(ansible_s)
+    print(f"{hosts} hosts, all changed: fleet provision {f:.2f} s, ansible-playbook {a:.2f} s, "
+          f"fleet/ansible {f / a:.3f}")
 
 
 if __name__ == "__main__":
