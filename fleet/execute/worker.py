@@ -140,6 +140,8 @@ class HostWorker:
         try:
             while not self._stop.is_set():
                 self._reach_variant(job)
+                if self._stop.is_set():  # stopped while switching: the job stays pending
+                    return
                 try:
                     step = self._attempt(self._ensure_session(), job)
                 except HostBusyError as exc:  # another controller has it: no use retrying
