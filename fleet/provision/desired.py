@@ -218,9 +218,12 @@ def _vfio_devices(host: str, value: Any, origins: Mapping[str, str]) -> tuple[st
                              where=origins.get(name, host), hint='e.g. ["0000:00:05.0"]')
     for index, item in enumerate(value):
         if not isinstance(item, str) or not PCI_ADDRESS.fullmatch(item):
+            # YAML 1.1 reads an unquoted 0000:00:05.0 as the base-60 number 5.0
+            number = isinstance(item, (int, float)) and not isinstance(item, bool)
             raise ProvisionError(
-                f"host {host}: {name}[{index}]: {item!r} is not a PCI address",
+                f"host {host}: {name}[{index}]: {item!r} is not a PCI address"
+                + (" (YAML read an unquoted address as a number)" if number else ""),
                 where=origins.get(f"{name}[{index}]") or origins.get(name) or host,
                 hint="write domain:bus:device.function in lowercase as lspci -D shows it, "
-                     "e.g. 0000:00:05.0")
+                     'quoted: "0000:00:05.0"')
     return tuple(sorted(set(value)))

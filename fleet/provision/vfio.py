@@ -108,9 +108,8 @@ def to_bind(host: str, listed: Sequence[str], state: PciState, cmdline: str | No
                 f"{_VARIABLE}: {address} has no IOMMU group: the IOMMU is off"
                 if device.group is None else
                 f"{_VARIABLE}: the running kernel command line lacks {' '.join(missing_words)}",
-                where=host, hint=f"it needs a boot with '{' '.join(words)}' on the kernel "
-                "command line (the boot role adds them on a variant boot; or add them to "
-                "GRUB_CMDLINE_LINUX and reboot)")
+                where=host, hint=f"boot the host with '{' '.join(words)}' on its kernel command "
+                "line: a kernel variant's cmdline, or GRUB_CMDLINE_LINUX and a reboot")
         refuse_unviable(host, device, listed)
     return tuple(state.devices[a] for a in listed if state.devices[a].driver != VFIO_DRIVER)
 

@@ -88,7 +88,7 @@ def test_a_cmdline_without_the_iommu_words_needs_a_boot() -> None:
         check(["0000:02:00.0"], state)
     line = info.value.line()
     assert line.startswith("vm1: fleet_vfio_devices: the running kernel command line lacks "
-                           "amd_iommu=on (it needs a boot with 'iommu=pt amd_iommu=on'")
+                           "amd_iommu=on (boot the host with 'iommu=pt amd_iommu=on' on its kernel")
     assert iommu_cmdline("GenuineIntel") == ("iommu=pt", "intel_iommu=on")
     assert iommu_cmdline("AuthenticAMD") == ("iommu=pt", "amd_iommu=on")
 
@@ -120,6 +120,9 @@ def test_a_bad_address_is_one_line_with_the_file_line_it_was_read_from(value: An
         desired_state("h1", variables)
     assert info.value.line().startswith(
         f"hosts.yml:6:9: host h1: fleet_vfio_devices[1]: {value!r} is not a PCI address")
+    unquoted = {"fleet_vfio_devices": [5.0]}  # what YAML makes of an unquoted 0000:00:05.0
+    with pytest.raises(ProvisionError, match=r"5\.0 is not a PCI address \(YAML read an unquo"):
+        desired_state("h1", unquoted)
     with pytest.raises(ProvisionError, match=r"^h1: host h1: fleet_vfio_devices: expected a list"):
         desired_state("h1", {"fleet_vfio_devices": "0000:00:05.0"})
 

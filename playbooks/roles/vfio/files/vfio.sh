@@ -19,7 +19,7 @@ driver_of() {
 check() {
   vendor=$(sed -n '/^vendor_id/{s/^[^:]*: *//;p;q;}' /proc/cpuinfo)
   case $vendor in GenuineIntel) want="iommu=pt intel_iommu=on";; *) want="iommu=pt amd_iommu=on";; esac
-  hint="it needs a boot with '$want' on the kernel command line (the boot role adds them on a variant boot; or add them to GRUB_CMDLINE_LINUX and reboot)"
+  hint="boot the host with '$want' on its kernel command line: a kernel variant's cmdline, or GRUB_CMDLINE_LINUX and a reboot"
   missing=
   for w in $want; do
     case " $(cat /proc/cmdline) " in *" $w "*) ;; *) missing="$missing $w";; esac
