@@ -7,9 +7,11 @@
 #   plan:  say which devices bind would move ("changed: ADDR..." or "unchanged").
 #   bind:  modprobe vfio-pci, then for each device not on vfio-pci: driver_override, unbind,
 #          drivers_probe, and verify; prints like plan.
+# FLEET_VFIO_ROOT (tests only): a directory standing in for / (a copy of sysfs and /proc files).
 set -u
 mode=$1; shift
-sys=/sys/bus/pci/devices
+root=${FLEET_VFIO_ROOT:-}
+sys=$root/sys/bus/pci/devices
 listed=" $* "
 fail() { printf '%s\n' "$*" >&2; exit 1; }
 driver_of() {
@@ -17,12 +19,12 @@ driver_of() {
 }
 
 check() {
-  vendor=$(sed -n '/^vendor_id/{s/^[^:]*: *//;p;q;}' /proc/cpuinfo)
+  vendor=$(sed -n '/^vendor_id/{s/^[^:]*: *//;p;q;}' "$root/proc/cpuinfo")
   case $vendor in GenuineIntel) want="iommu=pt intel_iommu=on";; *) want="iommu=pt amd_iommu=on";; esac
   hint="boot the host with '$want' on its kernel command line: a kernel variant's cmdline, or GRUB_CMDLINE_LINUX and a reboot"
   missing=
   for w in $want; do
-    case " $(cat /proc/cmdline) " in *" $w "*) ;; *) missing="$missing $w";; esac
+    case " $(cat "$root/proc/cmdline") " in *" $w "*) ;; *) missing="$missing $w";; esac
   done
   for a; do
     d=$sys/$a
@@ -48,10 +50,10 @@ bind() {
     [ "$(driver_of "$d")" = vfio-pci ] && continue
     moved="$moved $a"
     [ "$mode" = plan ] && continue
-    [ -d /sys/bus/pci/drivers/vfio-pci ] || modprobe vfio-pci || fail "fleet_vfio_devices: modprobe vfio-pci failed"
+    [ -d "$root/sys/bus/pci/drivers/vfio-pci" ] || modprobe vfio-pci || fail "fleet_vfio_devices: modprobe vfio-pci failed"
     echo vfio-pci > "$d/driver_override" || fail "fleet_vfio_devices: $a: cannot set driver_override"
     if [ -e "$d/driver" ]; then echo "$a" > "$d/driver/unbind" || fail "fleet_vfio_devices: $a: cannot unbind it from $(driver_of "$d")"; fi
-    echo "$a" > /sys/bus/pci/drivers_probe 2>/dev/null
+    echo "$a" > "$root/sys/bus/pci/drivers_probe" 2>/dev/null
     now=$(driver_of "$d")
     [ "$now" = vfio-pci ] || fail "fleet_vfio_devices: $a is on '$now' after the probe, not vfio-pci (see dmesg)"
   done
