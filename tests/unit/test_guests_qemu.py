@@ -183,3 +183,11 @@ def test_guest_modules_are_pure() -> None:
                          if isinstance(n, ast.ImportFrom) and n.module
                          and n.module.startswith("fleet.")}
         assert fleet_imports <= {"fleet.errors", "fleet.lab.vm.qemu", "fleet.lab.vm.topologies"}
+
+
+def test_vfio_without_numa_guests_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli.main import main
+
+    assert main(["lab", "up", "2", "--vfio"]) == 2
+    assert capsys.readouterr().err == (
+        "fleet: error: fleet lab up: --vfio needs QEMU guests (fleet lab up --numa 2n --vfio)\n")
