@@ -22,6 +22,7 @@ from fleet.errors import FleetError
 LAB_UP_EXAMPLE = """examples:
   sudo fleet lab up 3                 # three sshd hosts in network namespaces (instant)
   fleet lab up --numa 2n,4n           # two QEMU guests: 2 sockets/2 nodes and 4 nodes
+  fleet lab up --numa 2n --vfio       # + an emulated IOMMU and spare PCI devices (vfio role)
   fleet facts -i ~/.local/state/fleet/lab/inventory.yml
   fleet lab down
 
@@ -56,6 +57,9 @@ def register(subparsers: Any) -> None:
                     help="--numa: vCPUs per guest (default 4)")
     up.add_argument("--accel", choices=("tcg", "kvm"), default="tcg",
                     help="--numa: QEMU accelerator (default tcg; kvm needs nested virt)")
+    up.add_argument("--vfio", action="store_true",
+                    help="--numa: give each guest an emulated IOMMU and spare PCI devices for "
+                         "fleet_vfio_devices (two sharing an IOMMU group, one alone; slower boot)")
     up.add_argument("--ready-timeout", type=float, default=240.0, metavar="SECONDS",
                     help="--numa: how long to wait for each guest's SSH (default 240)")
     _add_lab_dir(up)
@@ -98,6 +102,9 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         raise FleetError("say how many hosts (fleet lab up 3) or which NUMA guests "
                          "(fleet lab up --numa 2n,4n)", where="fleet lab up",
                          hint="see fleet lab up --help")
+    if args.vfio and args.numa is None:
+        raise FleetError("--vfio needs QEMU guests", where="fleet lab up",
+                         hint="fleet lab up --numa 2n --vfio")
     if args.numa is not None:
         from fleet.lab.image.rootfs import ensure_rootfs
 
@@ -109,9 +116,12 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
             raise FleetError(f"{args.count} hosts asked for but {len(specs)} --numa spec(s) given",
                              where="fleet lab up", hint="give one spec per guest, no count")
         image = ensure_rootfs(progress=progress)
+        from fleet.lab.vm.passthrough import with_passthrough
+
         state = vm_lab_up(specs, _state_dir(args), image=image, memory_mib=args.memory_mib,
                           cpus=args.cpus, accel=args.accel, progress=progress,
-                          ready_timeout_seconds=args.ready_timeout)
+                          ready_timeout_seconds=args.ready_timeout,
+                          guest_hook=with_passthrough if args.vfio else None)
     else:
         state = lab_up(args.count, _state_dir(args))
     if args.json:

@@ -24,9 +24,10 @@ PROVISION_EXAMPLE = """examples:
   fleet provision -i hosts.yml --json --no-store
 
 The desired state is the hosts' inventory variables: fleet_sysctl, fleet_sysctl_persistent,
-fleet_hugepages, fleet_thp, fleet_tools, fleet_kvm_options (README: Provisioning). Each host is
-probed once; Ansible runs only for the hosts not in state. Network-namespace lab hosts refuse
-persistent changes unless fleet_allow_shared_host_changes: true.
+fleet_hugepages, fleet_thp, fleet_tools, fleet_kvm_options, fleet_vfio_devices (README:
+Provisioning). Each host is probed once; Ansible runs only for the hosts not in state.
+Network-namespace lab hosts refuse persistent changes and vfio devices unless
+fleet_allow_shared_host_changes: true.
 Exit: 0 every host in state, 1 some host failed or was unreachable, 2 bad input.
 """
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fleet.errors import ProvisionError
 from fleet.provision.desired import DesiredState, HugepagePool
 from fleet.provision.probe import ProbedState
+from fleet.provision.vfio import CMDLINE_FILE, VFIO_DRIVER, parse_pci, to_bind
 
 SYSCTL_FILE = "/etc/sysctl.d/90-fleet.conf"
 KVM_OPTIONS_FILE = "/etc/modprobe.d/fleet-kvm.conf"
@@ -63,6 +64,8 @@ def files_to_probe(desired: DesiredState) -> tuple[str, ...]:
     paths += [f"{THP_DIR}/{name}" for name, _ in desired.thp]
     if desired.persistent:
         paths += [SYSCTL_FILE, KVM_OPTIONS_FILE]
+    if desired.vfio_devices:
+        paths.append(CMDLINE_FILE)
     return tuple(paths)
 
 
@@ -92,6 +95,9 @@ def differences(desired: DesiredState, state: ProbedState) -> tuple[Difference, 
     found += [Difference("tools", package, state.packages.get(package), "installed")
               for package in desired.tools if not state.installed(package)]
     found += _persistent(desired, state)
+    found += [Difference("vfio", device.address, device.driver, VFIO_DRIVER)
+              for device in to_bind(desired.host, desired.vfio_devices, parse_pci(state.pci),
+                                    state.files.get(CMDLINE_FILE))]
     return tuple(found)
 
 

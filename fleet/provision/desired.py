@@ -8,6 +8,8 @@ The variables (group_vars / host_vars, or the inventory file's vars):
 * ``fleet_thp``: {enabled: madvise, defrag: defer}: transparent hugepages.
 * ``fleet_tools``: [numactl, stress-ng]: Debian packages that must be installed.
 * ``fleet_kvm_options``: {kvm: {tdp_mmu: "Y"}}: /etc/modprobe.d/fleet-kvm.conf.
+* ``fleet_vfio_devices``: ["0000:00:05.0"]: PCI devices bound to vfio-pci (with every other
+  device of their IOMMU groups already bound, listed too, a bridge or driverless: else refused).
 * ``fleet_allow_shared_host_changes: true``: allow persistent changes on a network-namespace
   lab host (``fleet_lab_kind: netns``), which shares the controller's kernel and root fs.
 
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.config.inventory.variables import shares_controller
+from fleet.config.inventory.variables import ORIGINS, shares_controller
 from fleet.errors import ProvisionError
 
 THP_CHOICES: Mapping[str, tuple[str, ...]] = {
@@ -33,6 +35,7 @@ _SYSCTL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.\-]+")
 _MODULE_WORD = re.compile(r"[A-Za-z0-9_]+")
 _VALUE = re.compile(r"[^\x00-\x1f]*")  # one line, no control characters
+PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")  # domain:bus:dev.fn
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class DesiredState:
     thp: tuple[tuple[str, str], ...] = ()
     tools: tuple[str, ...] = ()
     kvm_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    vfio_devices: tuple[str, ...] = ()  # PCI addresses, 0000:00:05.0
     shared_host: bool = False  # a netns lab host: same kernel and root fs as the controller
     allow_shared_host_changes: bool = False
 
@@ -66,6 +70,12 @@ class DesiredState:
             asked.append("fleet_kvm_options")
         return tuple(asked)
 
+    @property
+    def shared_host_refused(self) -> tuple[str, ...]:
+        """The variables refused on a host that shares the controller's kernel and root fs:
+        persistent state, and devices taken from the kernel's drivers."""
+        return self.persistent + (("fleet_vfio_devices",) if self.vfio_devices else ())
+
 
 def desired_state(host: str, variables: Mapping[str, Any]) -> DesiredState:
     """The host's fleet_* variables as a DesiredState, or a ProvisionError naming the bad one."""
@@ -77,6 +87,8 @@ def desired_state(host: str, variables: Mapping[str, Any]) -> DesiredState:
         thp=_thp(host, variables.get("fleet_thp")),
         tools=_tools(host, variables.get("fleet_tools")),
         kvm_options=_kvm_options(host, variables.get("fleet_kvm_options")),
+        vfio_devices=_vfio_devices(host, variables.get("fleet_vfio_devices"),
+                                   variables.get(ORIGINS) or {}),
         shared_host=shares_controller(variables),
         allow_shared_host_changes=_flag(host, "fleet_allow_shared_host_changes", variables),
     )
@@ -193,3 +205,25 @@ def _kvm_options(host: str, value: Any) -> tuple[tuple[str, tuple[tuple[str, str
         if params:
             out.append((module, tuple(params)))
     return tuple(out)
+
+
+def _vfio_devices(host: str, value: Any, origins: Mapping[str, str]) -> tuple[str, ...]:
+    """PCI addresses as sysfs names them (lowercase, with the domain); a bad one names the
+    file:line it was read from when Ansible knows it."""
+    name = "fleet_vfio_devices"
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ProvisionError(f"host {host}: {name}: expected a list of PCI addresses",
+                             where=origins.get(name, host), hint='e.g. ["0000:00:05.0"]')
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not PCI_ADDRESS.fullmatch(item):
+            # YAML 1.1 reads an unquoted 0000:00:05.0 as the base-60 number 5.0
+            number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            raise ProvisionError(
+                f"host {host}: {name}[{index}]: {item!r} is not a PCI address"
+                + (" (YAML read an unquoted address as a number)" if number else ""),
+                where=origins.get(f"{name}[{index}]") or origins.get(name) or host,
+                hint="write domain:bus:device.function in lowercase as lspci -D shows it, "
+                     'quoted: "0000:00:05.0"')
+    return tuple(sorted(set(value)))

@@ -1,8 +1,9 @@
 """One round trip per host that reads the current state the roles would change.
 
-The controller runs ``sh -c PROBE_SCRIPT sh FILE... -- PACKAGE...`` (paths and names as
-arguments, never pasted into the script). Output: for each file ``RS F path`` + its content +
-``RS E``, or ``RS M path`` when it is missing or unreadable; then ``RS D`` + dpkg-query's lines
+The controller runs ``sh -c PROBE_SCRIPT sh FILE... -- PCI... -- PACKAGE...`` (paths and
+names as arguments, never pasted into the script). Output: for each file ``RS F path`` + its
+content + ``RS E``, or ``RS M path`` when it is missing or unreadable; then ``RS V`` + the PCI
+lines (fleet.provision.vfio reads them) + ``RS E``; then ``RS D`` + dpkg-query's lines
 (``<package> <status>``) + ``RS E``; then ``RS Z``.
 """
 
@@ -27,7 +28,27 @@ while [ $# -gt 0 ]; do
     printf '%sM %s\n' "$RS" "$p"
   fi
 done
-printf '%sD\n' "$RS"
+printf '%sV\n' "$RS"
+if [ "${1:---}" != -- ]; then
+  printf 'vendor %s\n' "$(sed -n '/^vendor_id/{s/^[^:]*: *//;p;q;}' /proc/cpuinfo)"
+fi
+while [ $# -gt 0 ]; do
+  a=$1; shift
+  [ "$a" = -- ] && break
+  d=/sys/bus/pci/devices/$a
+  if [ ! -e "$d" ]; then printf 'device %s missing\n' "$a"; continue; fi
+  g=-; members=$d
+  if [ -e "$d/iommu_group" ]; then
+    g=$(readlink "$d/iommu_group"); g=${g##*/}; members=$d/iommu_group/devices/*
+  fi
+  printf 'device %s %s\n' "$a" "$g"
+  for m in $members; do
+    drv=-
+    if [ -e "$m/driver" ]; then drv=$(readlink "$m/driver"); drv=${drv##*/}; fi
+    printf 'pci %s %s %s\n' "${m##*/}" "$(cat "$m/class" 2>/dev/null)" "$drv"
+  done
+done
+printf '%sE\n%sD\n' "$RS" "$RS"
 if [ $# -gt 0 ]; then dpkg-query -W -f='${Package} ${db:Status-Status}\n' -- "$@" 2>/dev/null; fi
 printf '%sE\n%sZ\n' "$RS" "$RS"
 """
@@ -40,13 +61,15 @@ class ProbedState:
 
     files: Mapping[str, str | None]
     packages: Mapping[str, str]
+    pci: tuple[str, ...] = ()  # the PCI section's lines (fleet.provision.vfio parses them)
 
     def installed(self, package: str) -> bool:
         return self.packages.get(package) == "installed"
 
 
-def probe_argv(files: Sequence[str], packages: Sequence[str]) -> list[str]:
-    return ["sh", "-c", PROBE_SCRIPT, "sh", *files, "--", *packages]
+def probe_argv(files: Sequence[str], packages: Sequence[str],
+               pci: Sequence[str] = ()) -> list[str]:
+    return ["sh", "-c", PROBE_SCRIPT, "sh", *files, "--", *pci, "--", *packages]
 
 
 def parse_probe(text: str, *, host: str) -> ProbedState:
@@ -57,21 +80,24 @@ def parse_probe(text: str, *, host: str) -> ProbedState:
                              hint="check that the host has a POSIX sh and cat")
     files: dict[str, str | None] = {}
     packages: dict[str, str] = {}
+    pci: list[str] = []
     index = 0
     while index < len(lines) and lines[index] != f"{RS}Z":
         line = lines[index]
         index += 1
         if line.startswith(f"{RS}M "):
             files[line[3:]] = None
-        elif line.startswith((f"{RS}F ", f"{RS}D")):
+        elif line.startswith((f"{RS}F ", f"{RS}D", f"{RS}V")):
             end = lines.index(f"{RS}E", index)
             body = lines[index:end]
             index = end + 1
             if line.startswith(f"{RS}F "):
                 files[line[3:]] = "\n".join(body)
+            elif line.startswith(f"{RS}V"):
+                pci += body
             else:
                 packages.update(_package(entry) for entry in body if " " in entry)
-    return ProbedState(files=files, packages=packages)
+    return ProbedState(files=files, packages=packages, pci=tuple(pci))
 
 
 def _package(line: str) -> tuple[str, str]:

@@ -54,12 +54,13 @@ class ProvisionRequest:
 
 
 def refuse_shared_hosts(desired: Sequence[DesiredState]) -> None:
-    """Persistent state on a host that shares this machine's kernel and root fs: refused."""
+    """Persistent state, or PCI devices taken from their drivers, on a host that shares this
+    machine's kernel and root fs: refused."""
     for d in desired:
-        if d.shared_host and d.persistent and not d.allow_shared_host_changes:
+        if d.shared_host and d.shared_host_refused and not d.allow_shared_host_changes:
             raise ProvisionError(
-                f"{', '.join(d.persistent)}: persistent state refused on a network-namespace "
-                "lab host (it shares this machine's kernel and root filesystem)", where=d.host,
+                f"{', '.join(d.shared_host_refused)}: refused on a network-namespace lab host "
+                "(it shares this machine's kernel and root filesystem)", where=d.host,
                 hint="set fleet_allow_shared_host_changes: true for it to allow this")
 
 
@@ -90,7 +91,8 @@ def refuse_shared_installs(desired: DesiredState, found: Sequence[Difference]) -
 def probe_state(host: Host, desired: DesiredState) -> ProbedState:
     """One command on the host reads every file the comparison needs and the packages."""
     with connect(host) as transport:
-        result = transport.run(probe_argv(files_to_probe(desired), desired.tools),
+        result = transport.run(probe_argv(files_to_probe(desired), desired.tools,
+                                          desired.vfio_devices),
                                timeout_seconds=PROBE_TIMEOUT_SECONDS)
     if not result.ok:
         detail = (result.stderr.strip().splitlines() or ["no stderr"])[-1]

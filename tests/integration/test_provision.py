@@ -160,7 +160,11 @@ def test_netns_hosts_refuse_persistent_state_and_bad_input_applies_nothing(
     store = tmp_path / "s.sqlite"
     cases = [
         ({"fleet_sysctl": {"net.core.somaxconn": 999}, "fleet_sysctl_persistent": True},
-         "lab2: fleet_sysctl_persistent: persistent state refused on a network-namespace"),
+         "lab2: fleet_sysctl_persistent: refused on a network-namespace lab host"),
+        ({"fleet_vfio_devices": ["0000:00:05.0"]},
+         "lab2: fleet_vfio_devices: refused on a network-namespace lab host"),
+        ({"fleet_vfio_devices": ["0000:00:05.0", "00:05.0"]},
+         "{path}:6:9: host lab2: fleet_vfio_devices[1]: '00:05.0' is not a PCI address"),
         ({"fleet_kvm_options": {"kvm": {"tdp_mmu": "Y"}}}, "lab2: fleet_kvm_options:"),
         ({"fleet_tools": ["fleet-no-such-package"]},
          "lab2: fleet_tools: installing fleet-no-such-package refused"),
@@ -177,7 +181,7 @@ def test_netns_hosts_refuse_persistent_state_and_bad_input_applies_nothing(
         stderr = capsys.readouterr().err
         assert code == 2, (line, stderr)
         (error,) = stderr.strip().splitlines()
-        assert error.startswith(f"fleet: error: {line}"), error
+        assert error.startswith(f"fleet: error: {line.format(path=path)}"), error
     assert netns_read(lab, "lab2", "/proc/sys/net/core/somaxconn") == somaxconn
     assert not Path("/etc/sysctl.d/90-fleet.conf").exists()
     variant = fleet("-i", str(lab.inventory_path), "--variant", "v1", store=store)
@@ -185,6 +189,19 @@ def test_netns_hosts_refuse_persistent_state_and_bad_input_applies_nothing(
     assert "host lab1 declares no variant 'v1' (its variants: none)" in variant.stderr
     assert variant.stderr.count("\n") == 1
     assert not store.exists() or not load_provisionings(Store.open(store))
+
+
+def test_the_playbook_alone_refuses_vfio_devices_on_a_netns_host(lab: LabState,
+                                                                 tmp_path: Path) -> None:
+    """Plain ansible-playbook (no fleet checks first): host.yml's pre_task refuses the host."""
+    path = write_vars(tmp_path, {"hosts": {"lab2": {"fleet_vfio_devices": ["0000:00:05.0"]}}})
+    result = run_playbook(PlaybookRequest(playbook=PLAYBOOKS_DIR / "host.yml",
+                                          inventory=(lab.inventory_path, path), limit="lab2"))
+    (recap,) = result.hosts
+    assert recap.failed == 1 and recap.changed == 0
+    assert recap.message is not None and recap.message.startswith(
+        "lab2 is a network-namespace lab host"), recap.message
+    assert "vfio devices are refused" in recap.message
 
 
 def _selected(name: str) -> str:

@@ -129,6 +129,25 @@ def test_spare_pci_devices_come_last() -> None:
     assert devices[-1] == "e1000e,id=spare0,mac=52:54:00:12:34:56"
 
 
+def test_the_vfio_guest_adds_an_iommu_a_shared_group_and_a_device_alone() -> None:
+    """`fleet lab up --numa 2n --vfio`; the default guest is unchanged (the test above)."""
+    from fleet.lab.vm.passthrough import with_passthrough
+
+    argv = build_argv(with_passthrough(guest()))
+    assert values(argv, "-machine") == ["q35,kernel-irqchip=split"]
+    assert values(argv, "-append") == [
+        "root=/dev/vda rw console=ttyS0 nokaslr panic=-1 quiet intel_iommu=on amd_iommu=on "
+        "iommu=pt"]
+    devices = values(argv, "-device")
+    assert devices[0] == "intel-iommu,intremap=on"
+    assert devices[-5:] == [
+        "pcie-pci-bridge,id=vfiobr0,bus=pcie.0,addr=0x10",
+        "e1000,id=vfioshared0,bus=vfiobr0,addr=0x1",
+        "e1000,id=vfioshared1,bus=vfiobr0,addr=0x2",
+        "pcie-root-port,id=vfiorp0,bus=pcie.0,addr=0x11,chassis=1",
+        "e1000e,id=vfioalone0,bus=vfiorp0"]
+
+
 @pytest.mark.parametrize("changes", [
     {"disk": Path("/tmp/a,b/disk.qcow2")},
     {"console_log": Path("/tmp/x,file=/etc/passwd")},
@@ -151,7 +170,8 @@ def test_bad_values_are_refused(changes: dict[str, object], message: str) -> Non
 def test_guest_modules_are_pure() -> None:
     allowed = {"__future__", "collections", "dataclasses", "pathlib", "typing", "math", "fleet"}
     package = Path(__file__).resolve().parents[2] / "fleet" / "lab" / "vm"
-    for path in [package / n for n in ("__init__.py", "qemu.py", "topologies.py")]:
+    for path in [package / n for n in ("__init__.py", "qemu.py", "topologies.py",
+                                       "passthrough.py")]:
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -163,3 +183,11 @@ def test_guest_modules_are_pure() -> None:
                          if isinstance(n, ast.ImportFrom) and n.module
                          and n.module.startswith("fleet.")}
         assert fleet_imports <= {"fleet.errors", "fleet.lab.vm.qemu", "fleet.lab.vm.topologies"}
+
+
+def test_vfio_without_numa_guests_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli.main import main
+
+    assert main(["lab", "up", "2", "--vfio"]) == 2
+    assert capsys.readouterr().err == (
+        "fleet: error: fleet lab up: --vfio needs QEMU guests (fleet lab up --numa 2n --vfio)\n")

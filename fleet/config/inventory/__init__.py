@@ -109,7 +109,7 @@ def _load(paths: tuple[Path, ...], limit: str | None
                     for (name, v), h in zip(host_vars, hosts, strict=True)}
     inventory = Inventory(sources=paths, hosts=hosts, groups=_groups(hosts),
                           provisioning=provisioning)
-    return inventory, {name: fleet_variables(v) for name, v in host_vars}
+    return inventory, {name: fleet_variables(v, _origin) for name, v in host_vars}
 
 
 def _origin(value: object) -> str | None:

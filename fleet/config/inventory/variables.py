@@ -5,15 +5,38 @@ fleet.provision.desired checks them; kernel variants). Pure: only names starting
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 PREFIX = "fleet_"
+# not an inventory variable: where each fleet_* value (and each item of a list) was read,
+# {"fleet_vfio_devices": "hosts.yml:4:5", "fleet_vfio_devices[0]": "hosts.yml:5:9"}
+ORIGINS = "fleet__origins"
 
 
-def fleet_variables(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``fleet_*`` entries of a host's resolved variables, as plain values."""
-    return {str(k): _plain(v) for k, v in values.items() if str(k).startswith(PREFIX)}
+def fleet_variables(values: Mapping[str, Any],
+                    locate: Callable[[object], str | None] | None = None) -> dict[str, Any]:
+    """The ``fleet_*`` entries of a host's resolved variables, as plain values; with
+    ``locate``, also ORIGINS: the file:line:col of each value Ansible knows it for."""
+    plain = {str(k): _plain(v) for k, v in values.items() if str(k).startswith(PREFIX)}
+    if locate is not None:
+        plain[ORIGINS] = origins(values, locate)
+    return plain
+
+
+def origins(values: Mapping[str, Any], locate: Callable[[object], str | None]
+            ) -> dict[str, str]:
+    """name (and name[i] for a list's items) -> where it was read, for the fleet_* values."""
+    found: dict[str, str] = {}
+    for key, value in values.items():
+        name = str(key)
+        if not name.startswith(PREFIX):
+            continue
+        items = [(name, value)]
+        if isinstance(value, (list, tuple)):
+            items += [(f"{name}[{i}]", item) for i, item in enumerate(value)]
+        found.update((n, where) for n, v in items if (where := locate(v)) is not None)
+    return found
 
 
 def shares_controller(variables: Mapping[str, Any]) -> bool:
