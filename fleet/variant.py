@@ -23,6 +23,7 @@ echo "boot_id $(cat /proc/sys/kernel/random/boot_id)"
 echo "release $(uname -r)"
 echo "cmdline $(cat /proc/cmdline)"
 if [ -d "/lib/modules/$(uname -r)/updates/fleet" ]; then echo "fleet_modules yes"; fi
+echo "vendor $(sed -n 's/^vendor_id[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)"
 for d in /sys/module/kvm /sys/module/kvm_*; do
   [ -d "$d" ] || continue
   m=${d##*/}
@@ -44,6 +45,7 @@ class HostKernel:
     cmdline: str
     kvm_modules: tuple[tuple[str, str], ...]  # sorted (module, "srcversion:X" or "build-id:X")
     fleet_modules: bool = False  # patched KVM modules installed for the running release
+    cpu_vendor: str | None = None  # GenuineIntel, AuthenticAMD (None: not printed)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def parse_probe(text: str, host: str) -> HostKernel:
     modules: dict[str, str] = {}
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
-        if key in ("boot_id", "release", "cmdline", "fleet_modules"):
+        if key in ("boot_id", "release", "cmdline", "fleet_modules", "vendor"):
             values[key] = rest.strip()
         elif key == "srcversion":
             module, _, version = rest.partition(" ")
@@ -103,7 +105,8 @@ def parse_probe(text: str, host: str) -> HostKernel:
                          hint="the host needs /proc, uname and a POSIX sh")
     return HostKernel(boot_id=values["boot_id"], kernel_release=values["release"],
                       cmdline=values["cmdline"], kvm_modules=tuple(sorted(modules.items())),
-                      fleet_modules=values.get("fleet_modules") == "yes")
+                      fleet_modules=values.get("fleet_modules") == "yes",
+                      cpu_vendor=values.get("vendor") or None)
 
 
 def build_id_from_note(hex_text: str) -> str | None:

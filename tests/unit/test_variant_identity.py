@@ -146,3 +146,34 @@ def test_the_console_tail_quotes_the_panic_line_before_the_stack_trace(tmp_path:
         "rest_init+0xd0/0xd0 | [ 6.221109] kernel_init+0x16/0x130 | [ 6.221109] "
         "ret_from_fork+0x22/0x30 | [ 6.221109] </TASK> | [ 6.221109] Kernel Offset: disabled")
     assert not Console.mark(log).panicked() and Console(None).tail() == ""
+
+
+def test_the_probe_reads_the_cpu_vendor_and_patched_modules() -> None:
+    text = ("boot_id b\nrelease 6.1.0-57-amd64\ncmdline root=/dev/vda\nfleet_modules yes\n"
+            "vendor AuthenticAMD\n")
+    seen = parse_probe(text, "h")
+    assert (seen.cpu_vendor, seen.fleet_modules) == ("AuthenticAMD", True)
+    old = parse_probe(PROBE.read_text(encoding="utf-8"), "vm1-2n")  # an older probe's output
+    assert (old.cpu_vendor, old.fleet_modules) == (None, False)
+
+
+def test_a_vfio_host_boots_its_variants_with_the_iommu_words_once() -> None:
+    from fleet.config.inventory.variants import HostProvisioning
+    from fleet.hosts import Host
+    from fleet.provision.variants.switch import _extra_cmdline, _Target
+
+    spec = VariantSpec(name="v", kind="package", where="inv.yml:3", package="linux-image-x",
+                       cmdline="mitigations=off iommu=pt")
+    seen = parse_probe("boot_id b\nrelease r\ncmdline root=/dev/vda\nvendor GenuineIntel\n", "h")
+
+    def extra(*, vfio: bool, boot: str, base: str = "root=/dev/vda") -> str:
+        target = _Target(Host(name="h", address="127.0.0.1"),
+                         HostProvisioning(host="h", where="inv.yml", boot=boot,  # type: ignore[arg-type]
+                                          vfio=vfio), spec, ())
+        return _extra_cmdline(target, base, seen)
+
+    assert extra(vfio=True, boot="kexec") == "mitigations=off iommu=pt intel_iommu=on"
+    assert extra(vfio=True, boot="kexec", base="root=/dev/vda intel_iommu=on") == \
+        "mitigations=off iommu=pt"
+    assert extra(vfio=False, boot="kexec") == "mitigations=off iommu=pt"
+    assert extra(vfio=True, boot="reboot") == "mitigations=off iommu=pt"

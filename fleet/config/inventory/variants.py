@@ -83,6 +83,7 @@ class HostProvisioning:
     # a network-namespace lab host: this machine's own kernel and root filesystem
     shared_kernel: bool = False
     allow_shared_changes: bool = False  # fleet_allow_shared_host_changes: true
+    vfio: bool = False  # fleet_vfio_devices lists devices: variants boot with the IOMMU words
 
     def variant(self, name: str) -> VariantSpec | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -113,7 +114,8 @@ def parse_provisioning(host: str, variables: Mapping[str, object], locate: Locat
         boot_timeout_seconds=_seconds(host, variables.get("fleet_boot_timeout_seconds"), where),
         shared_kernel=shares_controller(variables),
         # a boolean, as fleet provision requires it (anything else: refused, the safe side)
-        allow_shared_changes=variables.get("fleet_allow_shared_host_changes") is True)
+        allow_shared_changes=variables.get("fleet_allow_shared_host_changes") is True,
+        vfio=bool(variables.get("fleet_vfio_devices")))  # checked by fleet.provision.desired
 
 
 def _error(what: str, where: str, host: str, hint: str = HINT) -> InventoryError:

@@ -56,8 +56,8 @@ def switch(inventory: Inventory, host_name: str, variant: str, *, cache_dir: Pat
     target = _target(inventory, host_name, variant)
     deb = kernel_deb(target.spec, cache_dir)
     before = probe(target.host)
-    extra = target.spec.cmdline or ""
     base = _base_cmdline(target.host, before)
+    extra = _extra_cmdline(target, base, before)
     expected = " ".join([*base.split(), *extra.split()])
     if before.kernel_release == deb.kernel_release and before.cmdline.split() == expected.split():
         say(f"{host_name}: already on variant {variant} ({deb.kernel_release})")
@@ -111,6 +111,18 @@ def _target(inventory: Inventory, host_name: str, variant: str) -> _Target:
                              "kexec in this build", where=spec.where,
                              hint="set fleet_boot: kexec for the host, or drop cmdline")
     return _Target(host, provisioning, spec, inventory.sources)
+
+
+def _extra_cmdline(target: _Target, base: str, now: HostKernel) -> str:
+    """The variant's own words, plus the IOMMU words (iommu=pt and the vendor's) on a host
+    that lists vfio devices and boots by kexec, each once and only when the base lacks it."""
+    words = (target.spec.cmdline or "").split()
+    if target.provisioning.vfio and target.provisioning.boot == "kexec":
+        from fleet.provision.vfio import iommu_cmdline
+
+        have = set(base.split()) | set(words)
+        words += [w for w in iommu_cmdline(now.cpu_vendor) if w not in have]
+    return " ".join(words)
 
 
 def _base_cmdline(host: Host, now: HostKernel) -> str:
