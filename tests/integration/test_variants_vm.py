@@ -9,9 +9,11 @@ Slow (one package install under TCG is several minutes): one guest for the modul
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fleet.config.inventory import Inventory, load_inventory
-from fleet.errors import LabError, VariantBootError
+from fleet.errors import LabError
 from fleet.lab import LabState, lab_down, vm_lab_up
 from fleet.lab.image.rootfs import RootfsImage
 from fleet.provision.variants import switch
@@ -126,16 +128,42 @@ def test_switch_to_another_kernel_package_by_kexec_and_back(variant_lab: Variant
     _power_cycle_back(variant_lab)
 
 
+BROKEN_SUITE = """\
+schema_version: 1
+name: broken-variant
+repetitions: 2
+sampling: {enabled: false}
+workloads:
+  - name: uname
+    type: command
+    argv: [uname, -r]
+    axes:
+      kernel: [broken]
+"""
+
+
 def test_a_variant_that_cannot_boot_is_power_cycled_and_rolled_back(
-        variant_lab: VariantLab) -> None:
-    with pytest.raises(VariantBootError) as info:
-        switch(variant_lab.inventory, GUEST, "broken", cache_dir=variant_lab.cache_dir)
-    line = str(info.value)
-    assert "\n" not in line
-    assert line.startswith(f"{GUEST}: variant broken ({variant_lab.other_release}) did not "
-                           "boot: ")
+        variant_lab: VariantLab, tmp_path: Path) -> None:
+    """Through `fleet run`: the host is provisioned before the group, the boot fails, the
+    host is power-cycled back onto its last good kernel, and the group's cases fail with
+    that one line (the variant is not tried again for the second case)."""
+    suite = tmp_path / "broken.yml"
+    suite.write_text(BROKEN_SUITE)
+    argv = [sys.executable, "-m", "fleet", "run", str(suite), "--store",
+            str(tmp_path / "f.db"), "--json"]
+    for source in variant_lab.inventory.sources:
+        argv += ["-i", str(source)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1500, check=False)
+    assert done.returncode != 0, done.stdout[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert not [e for e in events if e["event"] == "host_provisioned"]
+    attempts = [e for e in events if e["event"] == "attempt_finished"]
+    assert [a["status"] for a in attempts] == ["failed", "failed"], done.stderr[-2000:]
+    first, second = (a["error"] for a in attempts)
+    assert first == second and "\n" not in first
+    assert first.startswith(f"variant broken was not provisioned: {GUEST}: variant broken "
+                            f"({variant_lab.other_release}) did not boot: ")
     assert (f"power-cycled, back on its last good kernel {variant_lab.lab_release} (verified); "
-            "console: ") in line
-    assert "the kernel panicked (console log)" in line and "Kernel panic" in line
-    assert info.value.back_on == variant_lab.lab_release
+            "console: ") in first
+    assert "the kernel panicked (console log)" in first and "Kernel panic" in first
     assert probe(variant_lab.inventory.host(GUEST)).kernel_release == variant_lab.lab_release
