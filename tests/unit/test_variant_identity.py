@@ -177,3 +177,37 @@ def test_a_vfio_host_boots_its_variants_with_the_iommu_words_once() -> None:
         "mitigations=off iommu=pt"
     assert extra(vfio=False, boot="kexec") == "mitigations=off iommu=pt"
     assert extra(vfio=True, boot="reboot") == "mitigations=off iommu=pt"
+
+
+def test_a_deb_is_read_once_per_file_version(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fleet run` asks for a deb variant's release before each of its groups: a real .deb
+    (dpkg-deb --build) is listed once, and again only when the file changes."""
+    import subprocess
+
+    from fleet.provision.variants import debs
+
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "boot").mkdir()
+    (root / "DEBIAN" / "control").write_text(
+        "Package: linux-image-9.9.9-fleet\nVersion: 1\nArchitecture: amd64\n"
+        "Maintainer: fleet <fleet@example.org>\nDescription: test\n")
+    (root / "boot" / "vmlinuz-9.9.9-fleet").write_bytes(b"\0" * 64)
+    deb = tmp_path / "k.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
+                   check=True, capture_output=True)
+    listed: list[Path] = []
+    real = debs._contents
+
+    def counting(path: Path, spec: VariantSpec) -> str:
+        listed.append(path)
+        return real(path, spec)
+
+    monkeypatch.setattr(debs, "_contents", counting)
+    spec = VariantSpec(name="k", kind="deb", where="inv.yml:2", deb=deb)
+    first = debs.kernel_deb(spec, tmp_path)
+    assert first.kernel_release == "9.9.9-fleet" and len(first.sha256) == 64
+    assert debs.kernel_deb(spec, tmp_path) == first and len(listed) == 1
+    deb.write_bytes(deb.read_bytes() + b"\n")  # another file version (dpkg-deb tolerates it)
+    assert debs.kernel_deb(spec, tmp_path).sha256 != first.sha256 and len(listed) == 2

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import re
 import subprocess
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from fleet.errors import ProvisionError
 
 APT_TIMEOUT_SECONDS = 600.0
 _VMLINUZ = re.compile(r"\./boot/vmlinuz-([0-9][0-9A-Za-z.+~_-]*)$")
+# (path, size, mtime) -> (release, sha256): listing a 70 MB kernel .deb decompresses all of it
+# (~6 s), and `fleet run` asks again before every group of the variant
+_READ: dict[tuple[str, int, int], tuple[str, str]] = {}
+_READ_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,22 @@ def kernel_deb(spec: VariantSpec, cache_dir: Path) -> KernelDeb:
     else:
         raise ProvisionError(f"variant {spec.name}: a {spec.kind} variant has no .deb",
                              where=spec.where)
-    release = kernel_release(_contents(path, spec), path, spec)
-    return KernelDeb(path=path, kernel_release=release, sha256=_sha256(path))
+    release, sha256 = _read_deb(path, spec)
+    return KernelDeb(path=path, kernel_release=release, sha256=sha256)
+
+
+def _read_deb(path: Path, spec: VariantSpec) -> tuple[str, str]:
+    """The .deb's kernel release and sha256, read once per file version in this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _READ_LOCK:
+        known = _READ.get(key)
+    if known is not None:
+        return known
+    read = (kernel_release(_contents(path, spec), path, spec), _sha256(path))
+    with _READ_LOCK:
+        _READ[key] = read
+    return read
 
 
 def kernel_release(contents: str, path: Path, spec: VariantSpec) -> str:
