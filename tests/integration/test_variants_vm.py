@@ -31,7 +31,7 @@ from fleet.provision.variants.wait import Console, probe, wait_new_boot
 pytestmark = pytest.mark.integration
 
 GUEST = "vm1-2n"
-BACK_TIMEOUT_SECONDS = 300.0
+BACK_TIMEOUT_SECONDS = 600.0  # a loaded machine boots a TCG guest slowly
 # init=/nonexistent alone boots: initramfs-tools falls back to /sbin/init ("Target filesystem
 # doesn't have requested /nonexistent"); without the initramfs's init the kernel cannot mount
 # root (virtio_blk is a module) and panics, and QEMU (-no-reboot) quits
