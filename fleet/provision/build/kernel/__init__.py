@@ -9,7 +9,8 @@ release names the build, cached on the controller per (source, series, config) h
     built.deb, built.kernel_release  # booted like a deb variant (fleet.provision.variants)
 """
 
+from fleet.provision.build.kernel import plan
 from fleet.provision.build.kernel.build import build_kernel
 from fleet.provision.build.kernel.model import KernelBuild, KernelBuildRequest
 
-__all__ = ["KernelBuild", "KernelBuildRequest", "build_kernel"]
+__all__ = ["KernelBuild", "KernelBuildRequest", "build_kernel", "plan"]
