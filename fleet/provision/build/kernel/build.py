@@ -88,8 +88,8 @@ def _build(result: KernelBuild, request: KernelBuildRequest, tree: Path, work: P
         except ProvisionError as exc:
             raise _failed(name, exc, result, log) from None
         seconds[name] = round(time.monotonic() - started, 1)
-        with log.open("a") as out:
-            out.write(f"fleet: stage {name} done in {seconds[name]} s\n")
+        with log.open("a") as done:
+            done.write(f"fleet: stage {name} done in {seconds[name]} s\n")
     debs = [p for p in work.iterdir() if plan.is_image_deb(p.name, release[0])]
     if len(debs) != 1:
         raise ProvisionError(f"make {plan.DEB_TARGET} made {len(debs)} linux-image-"
