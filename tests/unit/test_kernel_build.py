@@ -20,7 +20,7 @@ KEY = "kernel-0123456789abcdef01234567"
 MAKEFILE = """\
 REL := 6.1.0$(LOCALVERSION)
 olddefconfig:
-\t@grep -q '^CONFIG_FAIL=y' $(O)/.config && echo 'kernel/x.c:1:2: error: told to fail' \
+\t@grep -q '^CONFIG_FAIL=y' $(O)/.config && echo "$(CURDIR)/kernel/x.c:1:2: error: told to fail" \
 && exit 1 || true
 \t@echo CONFIG_OLDDEF=y >> $(O)/.config
 kernelrelease:

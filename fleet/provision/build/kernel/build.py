@@ -78,7 +78,7 @@ def _build(result: KernelBuild, request: KernelBuildRequest, tree: Path, work: P
                                               use_git=(tree / ".git").exists())),
         ("config", lambda: release.append(_configure(src, obj, request, result.key, log))),
         ("make", lambda: _run(plan.make_argv(src, obj, plan.DEB_TARGET, key=result.key,
-                                             jobs=jobs, nice=request.nice), log)),
+                                             jobs=jobs, nice=request.nice), log, src)),
     ]
     seconds: dict[str, float] = {}
     for name, stage in stages:
@@ -123,7 +123,7 @@ def _configure(src: Path, obj: Path, request: KernelBuildRequest, key: str, log:
     obj.mkdir()
     (obj / ".config").write_text(request.config_text)
     _run(plan.config_argv(src, obj / ".config", debug_info=request.debug_info), log)
-    _run(plan.make_argv(src, obj, "olddefconfig", key=key), log)
+    _run(plan.make_argv(src, obj, "olddefconfig", key=key), log, src)
     done = subprocess.run([*plan.make_argv(src, obj, "kernelrelease", key=key), "-s"],
                           capture_output=True, text=True, env=kbuild.make_env(), check=False)
     lines = done.stdout.split()
@@ -133,8 +133,9 @@ def _configure(src: Path, obj: Path, request: KernelBuildRequest, key: str, log:
     return lines[0]
 
 
-def _run(argv: list[str], log: Path) -> None:
-    """Run, appending its output to ``log``; ProvisionError with the first error line."""
+def _run(argv: list[str], log: Path, tree: Path | None = None) -> None:
+    """Run, appending its output to ``log``; ProvisionError with the first error line (its
+    file relative to ``tree``: the private copy is gone by the time the line is read)."""
     with log.open("a") as out:
         out.write(f"$ {shlex.join(argv)}\n")
         out.flush()
@@ -142,7 +143,7 @@ def _run(argv: list[str], log: Path) -> None:
                               check=False)
     if done.returncode != 0:
         raise ProvisionError(f"{Path(argv[0]).name} exited {done.returncode}: "
-                             f"{kbuild.first_error(log.read_text(errors='replace'))}",
+                             f"{kbuild.first_error(log.read_text(errors='replace'), tree=tree)}",
                              where=" ".join(argv[:4]))
 
 
