@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fleet.config.inventory import load_inventory
+from fleet.errors import ProvisionError
 from fleet.provision.build.kernel import KernelBuild, KernelBuildRequest
 from fleet.provision.variants import apply, kernel
 from fleet.provision.variants.debs import KernelDeb
@@ -78,13 +79,13 @@ def test_the_build_lock_is_held_while_building(tmp_path: Path,
 
     def build(_request: KernelBuildRequest) -> KernelBuild:
         held.append(lock.locked())
-        raise kernel.ProvisionError("stop here", where="test")
+        raise ProvisionError("stop here", where="test")
 
     monkeypatch.setattr("fleet.provision.build.kernel.build_kernel", build)
     inventory = load_inventory([tmp_path / "hosts.yml"])
     spec = inventory.provisioning["h1"].variant("mm")
     assert spec is not None
-    with pytest.raises(kernel.ProvisionError, match="stop here"):
+    with pytest.raises(ProvisionError, match="stop here"):
         kernel.reach_kernel(inventory, "h1", spec, cache_dir=tmp_path, build_lock=lock,
                             progress=None)
     assert held == [True] and not lock.locked()
