@@ -6,6 +6,7 @@ build would (the real build of linux-source-6.1 is measured in benchmarks/perf/R
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,18 @@ def test_a_cold_build_then_a_cache_hit(tmp_path: Path) -> None:
     assert kept_base_config("6.1.0-57-amd64", tmp_path / "cache") is None
     other = build_kernel(request(tmp_path, config="CONFIG_X=m\n"))
     assert not other.cached and other.key != built.key
+
+
+def test_a_git_checkout_is_patched_in_a_repository_of_its_own(tmp_path: Path) -> None:
+    source = tree(tmp_path)
+    for argv in (["init", "-q"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(["git", *argv], cwd=source, check=True)
+    before = {p: p.read_bytes() for p in (source / ".git").rglob("*") if p.is_file()}
+    built = build_kernel(request(tmp_path))
+    assert built.deb.read_text() == "int base;\nint patched;\n"  # by git apply in the copy
+    after = {p: p.read_bytes() for p in (source / ".git").rglob("*") if p.is_file()}
+    assert after == before  # no reflog line, no object, no index written into the user's .git
 
 
 def test_a_failed_stage_is_one_line_with_the_kept_log(tmp_path: Path) -> None:

@@ -110,12 +110,16 @@ def _build(result: KernelBuild, request: KernelBuildRequest, tree: Path, work: P
 def _copy_tree(tree: Path, copy: Path, log: Path) -> None:
     """A private copy to patch and build in (O= keeps the objects out of it): hard links
     where the file system allows (patch and git replace a file they change, never write
-    through a link), else a full copy."""
-    done = subprocess.run(["cp", "-al", str(tree), str(copy)], capture_output=True, text=True,
+    through a link), else a full copy. Never .git: git appends to files there (the reflog);
+    a git checkout's series is applied in a repository of its own (series.apply_series)."""
+    copy.mkdir()
+    entries = [str(p) for p in sorted(tree.iterdir()) if p.name != ".git"]
+    done = subprocess.run(["cp", "-al", *entries, str(copy)], capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
         shutil.rmtree(copy, ignore_errors=True)
-        _run(["cp", "-a", str(tree), str(copy)], log)
+        copy.mkdir()
+        _run(["cp", "-a", *entries, str(copy)], log)
 
 
 def _configure(src: Path, obj: Path, request: KernelBuildRequest, key: str, log: Path) -> str:
