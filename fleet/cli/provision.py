@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--diff", action="store_true", help="Ansible's --diff")
     parser.add_argument("--variant", metavar="NAME",
                         help="bring each host onto its kernel variant NAME from the inventory "
-                             "(fleet_variants: package, deb, kvm_modules): install, boot, verify")
+                             "(fleet_variants: package, deb, kvm_modules, kernel): install, "
+                             "boot, verify")
     add_store(parser)
     parser.add_argument("--no-store", action="store_true", help="do not record the run")
     add_json(parser)

@@ -16,7 +16,7 @@ all:
       ansible_host: 192.0.2.1
       fleet_variants:
         other: {kind: deb, deb: k.deb}
-        mine: {kind: kernel, source: /src/linux, config: running}
+        mine: {kind: kernel, source: /src/linux, config: missing.config}
     shared:
       ansible_host: 192.0.2.2
       fleet_lab_kind: netns
@@ -36,7 +36,7 @@ def provision(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) ->
 @pytest.mark.parametrize(("args", "says"), [
     (("--variant", "nope", "--limit", "real"), "host real declares no variant 'nope' (its "
                                                "variants: other, mine)"),
-    (("--variant", "mine", "--limit", "real"), "kernel variants are not in this build yet"),
+    (("--variant", "mine", "--limit", "real"), "variant mine of host real: config file "),
     (("--variant", "other"), "host shared is a network-namespace lab host"),
     (("--variant", "other", "--limit", "real", "--check"), "--check and --diff do not apply"),
 ])

@@ -86,15 +86,26 @@ def _build(result: BuildResult, request: BuildRequest, *, patched: Path, headers
 
 
 def _source_tree(request: BuildRequest, root: Path) -> Path:
-    source = request.source
-    if "/" in source or source.startswith((".", "~")):
+    version = request.source_version
+    if version is None and not is_directory_source(request.source):
+        version = debian.headers_version(request.kernel_release, root)
+    return source_tree(request.source, version, root)
+
+
+def is_directory_source(source: str) -> bool:
+    """A path (a tree or a git checkout), not a Debian source package name."""
+    return "/" in source or source.startswith((".", "~"))
+
+
+def source_tree(source: str, version: str | None, root: Path) -> Path:
+    """The unpacked kernel tree of ``source`` (a package at ``version``, None: the candidate)."""
+    if is_directory_source(source):
         tree = Path(source).expanduser()
         if not tree.is_dir():
             raise ProvisionError("kernel source tree not found", where=str(tree),
                                  hint="give an unpacked kernel tree, a git checkout or a "
                                       "Debian package such as linux-source-6.1")
     else:
-        version = request.source_version or debian.headers_version(request.kernel_release, root)
         tree = debian.source_tree(source, version, root)
     if not (tree / "arch/x86/kvm/Makefile").is_file() or not (tree / "virt/kvm").is_dir():
         raise ProvisionError("not a kernel source tree (no arch/x86/kvm/Makefile or virt/kvm)",

@@ -52,10 +52,14 @@ def source_tree(package: str, version: str | None, cache: Path) -> Path:
         raise ProvisionError(f"not a Debian package name: {package!r}", where="kvm module build",
                              hint="give a package (linux-source-6.1), a directory or a git"
                                   " checkout")
-    root = cache / "sources" / f"{package}_{version or 'candidate'}"
+    deb = None
+    if version is None:  # the candidate (or the one already downloaded): named by its version
+        deb = download(package, cache / "debs")
+        version = _field(deb, "Version")
+    root = cache / "sources" / f"{package}_{version}"
     if root.is_dir():
         return _single_dir(root)
-    deb = download(package if version is None else f"{package}={version}", cache / "debs")
+    deb = deb or download(f"{package}={version}", cache / "debs")
     with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as scratch:
         work = Path(scratch)
         _run(["dpkg-deb", "-x", str(deb), str(work / "deb")], where=str(deb))

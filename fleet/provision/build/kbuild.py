@@ -101,14 +101,21 @@ def make_modules(obj: Path, module_dir: Path, *, jobs: int, log: Path) -> None:
     Debian's config leaves it off, and srcversion is how a loaded module is verified)."""
     argv = ["make", "-C", str(obj), f"M={module_dir}", f"-j{jobs}",
             "CONFIG_MODULE_SRCVERSION_ALL=y", "modules"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "KBUILD", "ARCH"))}
-    env["LC_ALL"] = "C"
+    env = make_env()
     with log.open("w") as out:
         done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode != 0:
         raise ProvisionError("the KVM module build failed: "
                              f"{first_error(log.read_text(), tree=obj.parent / 'src')}",
                              where=str(module_dir), hint=f"the build log: {log}")
+
+
+def make_env() -> dict[str, str]:
+    """The controller's environment without the make/kbuild variables a caller may have set
+    (they would change what is built), in the C locale (the error lines are parsed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "KBUILD", "ARCH"))}
+    env["LC_ALL"] = "C"
+    return env
 
 
 def first_error(text: str, *, tree: Path | None = None) -> str:

@@ -22,12 +22,13 @@ from pathlib import Path
 from fleet.config.inventory import Inventory
 from fleet.config.inventory.variants import VariantSpec
 from fleet.errors import FleetError, ProvisionError
+from fleet.provision.variants.kernel import check_kernel_spec, reach_kernel
 from fleet.provision.variants.switch import switch
 from fleet.provision.variants.wait import probe
 from fleet.variant import VariantIdentity
 
 Progress = Callable[[str], None]
-SUPPORTED_KINDS = ("package", "deb", "kvm_modules")
+SUPPORTED_KINDS = ("package", "deb", "kvm_modules", "kernel")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def host_spec(inventory: Inventory, host: str, name: str) -> VariantSpec:
         raise ProvisionError(f"variant {name} of host {host}: {spec.kind} variants are "
                              "not in this build yet", where=spec.where,
                              hint="use a package, deb or kvm_modules variant")
+    if spec.kind == "kernel":
+        check_kernel_spec(spec, host)
     if spec.kind == "kvm_modules" and spec.source is None:
         raise ProvisionError(f"variant {name} of host {host} has no source",
                              where=spec.where, hint="set source: linux-source-6.1 or a tree")
@@ -110,6 +113,9 @@ def _reach(inventory: Inventory, host: str, spec: VariantSpec, *, cache_dir: Pat
     if spec.kind in ("package", "deb"):
         identity = switch(inventory, host, spec.name, cache_dir=cache_dir, progress=progress)
         return _stock_modules(inventory, host, identity, progress=progress)
+    if spec.kind == "kernel":
+        return reach_kernel(inventory, host, spec, cache_dir=cache_dir, build_lock=build_lock,
+                            progress=progress)
     if spec.base is not None:
         switch(inventory, host, spec.base, cache_dir=cache_dir, progress=progress)
     return _kvm_modules(inventory, host, spec, build_lock=build_lock, progress=progress)

@@ -72,6 +72,11 @@ def _read_deb(path: Path, spec: VariantSpec) -> tuple[str, str]:
     return read
 
 
+def built_deb(path: Path, kernel_release: str) -> KernelDeb:
+    """A .deb built on the controller (a kernel variant's), its release already known."""
+    return KernelDeb(path=path, kernel_release=kernel_release, sha256=_sha256(path))
+
+
 def kernel_release(contents: str, path: Path, spec: VariantSpec) -> str:
     """Pure: the release of the one kernel in a `dpkg-deb --contents` listing."""
     releases = sorted({m.group(1) for line in contents.splitlines()

@@ -46,15 +46,15 @@ class _Target:
 
 
 def switch(inventory: Inventory, host_name: str, variant: str, *, cache_dir: Path,
-           on_event: OnEvent | None = None, progress: Progress | None = None
-           ) -> VariantIdentity:
+           on_event: OnEvent | None = None, progress: Progress | None = None,
+           built: KernelDeb | None = None) -> VariantIdentity:
     """Bring ``host_name`` onto its inventory variant ``variant`` and return the verified
     identity. ProvisionError (one line) on bad input or a failed step; VariantBootError when
     the variant did not boot and the host was rolled back. ``cache_dir`` keeps downloaded
-    packages on the controller."""
+    packages on the controller. ``built``: a kernel variant's .deb, built by the caller."""
     say = progress or (lambda _line: None)
-    target = _target(inventory, host_name, variant)
-    deb = kernel_deb(target.spec, cache_dir)
+    target = _target(inventory, host_name, variant, built=built is not None)
+    deb = built or kernel_deb(target.spec, cache_dir)
     before = probe(target.host)
     base = _base_cmdline(target.host, before)
     extra = _extra_cmdline(target, base, before)
@@ -82,7 +82,8 @@ def switch(inventory: Inventory, host_name: str, variant: str, *, cache_dir: Pat
     return _identity(target.spec, deb, after)
 
 
-def _target(inventory: Inventory, host_name: str, variant: str) -> _Target:
+def _target(inventory: Inventory, host_name: str, variant: str, *, built: bool = False
+            ) -> _Target:
     try:
         host = inventory.host(host_name)
     except KeyError:
@@ -102,7 +103,7 @@ def _target(inventory: Inventory, host_name: str, variant: str) -> _Target:
                              "host): kernel variants are refused there", where=provisioning.where,
                              hint="use an emulated lab host, or set "
                                   "fleet_allow_shared_host_changes: true")
-    if spec.kind not in ("package", "deb"):
+    if spec.kind not in ("package", "deb") and not (built and spec.kind == "kernel"):
         raise ProvisionError(f"variant {variant}: switch() boots package and deb variants, not "
                              f"{spec.kind}", where=spec.where,
                              hint="fleet provision --variant (fleet.provision.variants.apply)")
