@@ -57,7 +57,8 @@ def request(tmp_path: Path, config: str = "CONFIG_X=y\n", **kw: object) -> Kerne
     patch.write_text(PATCH)
     fields: dict[str, object] = {"source": str(tmp_path / "linux"), "config_text": config,
                                  "config_origin": "test.config", "patches": (patch,),
-                                 "cache_dir": tmp_path / "cache", "jobs": 1, "nice": 0}
+                                 "cache_dir": tmp_path / "cache", "jobs": 1, "nice": 0,
+                                 "preflight": False}  # the stand-in tree's make needs none
     fields.update(kw)
     return KernelBuildRequest(**fields)  # type: ignore[arg-type]
 
@@ -173,3 +174,21 @@ def test_bad_input_is_refused_before_any_build(tmp_path: Path, setup: str, says:
     with pytest.raises(ProvisionError, match=says):
         build_kernel(req)
     assert not list((tmp_path / "cache").glob("kernel-*"))
+
+
+def test_a_controller_without_the_build_tools_is_told_before_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plan.missing_build_needs(lambda c: c not in ("flex", "bc"),
+                                    lambda h: h != "gelf.h") == ("flex", "bc",
+                                                                 "gelf.h (libelf-dev)")
+    assert plan.missing_build_needs(lambda c: True, lambda h: True) == ()
+    tree(tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # a controller with none of the commands
+    with pytest.raises(ProvisionError) as caught:
+        build_kernel(request(tmp_path, preflight=True))
+    assert caught.value.line().startswith(
+        "controller: a kernel build needs make, gcc, flex, bison, bc, cpio, rsync, depmod")
+    assert "apt-get install build-essential flex bison" in caught.value.line()
+    assert not list((tmp_path / "cache").glob("kernel-*"))  # nothing built or kept

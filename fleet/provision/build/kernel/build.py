@@ -47,6 +47,8 @@ def build_kernel(request: KernelBuildRequest) -> KernelBuild:
     found = read_manifest(root / key)
     if found is not None:
         return found
+    if request.preflight:
+        _check_controller()
     with tempfile.TemporaryDirectory(dir=root, prefix=".kbuild-") as scratch:
         _build(replace(result, key=key), request, tree, Path(scratch))
     final = read_manifest(root / key)
@@ -54,6 +56,18 @@ def build_kernel(request: KernelBuildRequest) -> KernelBuild:
         raise ProvisionError("the kernel build finished without a manifest",
                              where=str(root / key))
     return replace(final, cached=False)
+
+
+def _check_controller() -> None:
+    """Before a cold build: one line naming every missing tool or header (not a make error
+    an hour in)."""
+    missing = plan.missing_build_needs(
+        lambda command: shutil.which(command) is not None,
+        lambda header: Path("/usr/include", header).is_file())
+    if missing:
+        raise ProvisionError(f"a kernel build needs {', '.join(missing)} on this controller",
+                             where="controller",
+                             hint=f"apt-get install {' '.join(plan.CONTROLLER_PACKAGES)}")
 
 
 def _source_hash(source: str, tree: Path) -> str:

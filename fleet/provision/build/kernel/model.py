@@ -24,6 +24,7 @@ class KernelBuildRequest:
     source_version: str | None = None
     debug_info: bool = False  # False: CONFIG_DEBUG_INFO_NONE (no -dbg package, a faster build)
     cache_dir: Path | None = None  # None: ~/.cache/fleet/build
+    preflight: bool = True  # check the controller has make bindeb-pkg's tools before a build
     jobs: int | None = None  # None: one per CPU
     nice: int = 10  # the build's niceness (the controller keeps running other work)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -75,3 +76,17 @@ def make_argv(source: Path, obj: Path, target: str, *, key: str, jobs: int = 1,
 def is_image_deb(name: str, release: str) -> bool:
     """linux-image-RELEASE_*.deb, not its -dbg companion nor the headers or libc-dev ones."""
     return name.startswith(f"linux-image-{release}_") and name.endswith(".deb")
+
+
+# what `make bindeb-pkg` needs on the controller (Debian packages in the hint)
+REQUIRED_COMMANDS = ("make", "gcc", "flex", "bison", "bc", "cpio", "rsync", "depmod")
+REQUIRED_HEADERS = (("gelf.h", "libelf-dev"), ("openssl/opensslv.h", "libssl-dev"))
+CONTROLLER_PACKAGES = ("build-essential", "flex", "bison", "bc", "cpio", "rsync", "kmod",
+                       "fakeroot", "libelf-dev", "libssl-dev")
+
+
+def missing_build_needs(have_command: Callable[[str], bool], have_header: Callable[[str], bool]
+                        ) -> tuple[str, ...]:
+    """The commands and headers a kernel build needs that the controller lacks."""
+    return (*(c for c in REQUIRED_COMMANDS if not have_command(c)),
+            *(f"{h} ({pkg})" for h, pkg in REQUIRED_HEADERS if not have_header(h)))
