@@ -34,6 +34,7 @@ How = Literal["knob", "reload", "kexec", "reboot", "unknown", "impossible"]
 HOW_ORDER: tuple[How, ...] = ("knob", "reload", "kexec", "reboot", "unknown", "impossible")
 _TRUE = frozenset(("y", "yes", "1", "true", "on"))
 _FALSE = frozenset(("n", "no", "0", "false", "off"))
+READ_ONLY = "read-only parameter"
 _VENDOR_MODULES = {"kvm_intel": "GenuineIntel", "kvm_amd": "AuthenticAMD"}
 
 
@@ -92,8 +93,18 @@ class Provisioning:
             return (f"variant {parts}; fleet run provisions it before the variant's group "
                     f"(or: fleet provision --variant {names})")
         if any(s.how in ("reload", "kexec", "reboot") for s in blocking):
-            return f"variant {parts}; run `fleet provision` first"
+            return f"variant {parts}; run `fleet provision` first{_as_variant(blocking)}"
         return f"variant {parts}"
+
+
+def _as_variant(blocking: tuple[Step, ...]) -> str:
+    """For read-only module parameters: the way fleet run reaches them itself."""
+    words = [f"{s.name}={s.wanted}" for s in blocking
+             if s.how == "reload" and s.why == READ_ONLY]
+    if not words:
+        return ""
+    return (f", or declare a kernel variant with cmdline: {' '.join(words)} and name it in the "
+            "kernel axis (fleet run boots it between groups)")
 
 
 def _needs(step: Step) -> str:
@@ -186,7 +197,7 @@ def _loaded_step(name: str, text: str, current: str, writable: bool | None
     if writable is None:
         return Step(name, wanted, current, "unknown",
                     "its mode was not recorded: re-gather facts (fleet facts)"), None
-    return Step(name, wanted, current, "reload", "read-only parameter"), None
+    return Step(name, wanted, current, "reload", READ_ONLY), None
 
 
 def _not_loaded(name: str, module: str, wanted: str, facts: Facts) -> Step:

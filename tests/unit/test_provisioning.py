@@ -148,7 +148,9 @@ def test_a_read_only_parameter_needs_a_module_reload(host: Facts, guest: Facts) 
     reach = provisioning((("kvm.eager_page_split", "N"),), host)
     assert reach.how == "reload" and reach.knobs == ()
     assert reach.failure() == ("variant kvm.eager_page_split=N needs a module reload "
-                               "(read-only parameter); run `fleet provision` first")
+                               "(read-only parameter); run `fleet provision` first, or declare "
+                               "a kernel variant with cmdline: kvm.eager_page_split=N and name "
+                               "it in the kernel axis (fleet run boots it between groups)")
     assert provisioning((("kvm.enable_pmu", "Y"),), guest).how == "reload"
 
 
@@ -195,7 +197,9 @@ def test_the_heaviest_step_decides_and_knobs_alone_do_not_block(guest: Facts) ->
     assert [s.name for s in reach.blocking] == ["kernel", "kvm.enable_pmu"]
     assert reach.failure() == (
         "variant kernel=6.12.0-1-amd64 needs a kexec (another kernel); kvm.enable_pmu=Y needs "
-        "a module reload (read-only parameter); run `fleet provision` first")
+        "a module reload (read-only parameter); run `fleet provision` first, or declare a "
+        "kernel variant with cmdline: kvm.enable_pmu=Y and name it in the kernel axis (fleet "
+        "run boots it between groups)")
 
 
 # ---- like for like: the module parameters a case ran with ---------------------------------------
@@ -268,8 +272,8 @@ def test_plan_says_per_host_how_each_variant_is_reached(guest: Facts, host: Fact
         [["knob", None], ["reload", None]]
     (intel,) = [p for p in data["provisioning"] if p["host"] == "intel"]
     assert intel["runs_without_provisioning"] is False
-    assert intel["reason"] == ("variant kvm.eager_page_split=N needs a module reload "
-                               "(read-only parameter); run `fleet provision` first")
+    assert intel["reason"].startswith("variant kvm.eager_page_split=N needs a module reload "
+                                      "(read-only parameter); run `fleet provision` first, or ")
     assert intel["steps"] == [{"name": "kvm.eager_page_split", "wanted": "N", "current": "Y",
                                "how": "reload", "why": "read-only parameter"}]
     assert "provisioning" not in plan_summary(plan)  # the stored plan's document is unchanged
