@@ -323,5 +323,7 @@ def test_variant_releases_of_package_variants(tmp_path: Path) -> None:
     declared = HostProvisioning(host="h", where="inv.yml", variants=(
         VariantSpec("a", "package", "inv.yml:3", package="linux-image-6.12.117+deb12-amd64"),
         VariantSpec("b", "deb", "inv.yml:4", deb=tmp_path / "missing.deb"),
-        VariantSpec("c", "kvm_modules", "inv.yml:5", source="linux-source-6.1")))
+        VariantSpec("c", "kvm_modules", "inv.yml:5", source="linux-source-6.1"),
+        VariantSpec("d", "package", "inv.yml:6", package="linux-image-6.12.117+deb12-amd64",
+                    cmdline="kvm.tdp_mmu=N")))  # the same release is not the same variant
     assert variant_releases({"h": declared}) == {"h": {"a": "6.12.117+deb12-amd64"}}

@@ -142,12 +142,14 @@ def _last_line(text: str) -> str:
 def variant_releases(provisioning: Mapping[str, HostProvisioning]
                      ) -> dict[str, dict[str, str]]:
     """host -> its package and deb variants -> the kernel release each one runs (a package's
-    from its name, a .deb's from its contents; a .deb that cannot be read is left out: the
-    case then says it needs provisioning)."""
+    from its name, a .deb's from its contents; a .deb that cannot be read, or a variant that
+    adds command-line words, is left out: the plan then says it needs provisioning)."""
     out: dict[str, dict[str, str]] = {}
     for host, declared in provisioning.items():
         releases: dict[str, str] = {}
         for spec in declared.variants:
+            if spec.cmdline:  # its release alone does not say the host runs it
+                continue
             release = spec.package_release() if spec.kind == "package" else None
             if spec.kind == "deb" and spec.deb is not None and spec.deb.is_file():
                 with contextlib.suppress(ProvisionError):
