@@ -51,7 +51,9 @@ def numa_lab(tmp_path_factory: pytest.TempPathFactory,
 
     state_dir = tmp_path_factory.mktemp("numa")
     try:
-        state = vm_lab_up(NUMA_SPECS, state_dir, image=rootfs_image, progress=_warn_restarts)
+        # two guests booting at once on a 2-core machine: 240 s (the default) is too close
+        state = vm_lab_up(NUMA_SPECS, state_dir, image=rootfs_image, progress=_warn_restarts,
+                          ready_timeout_seconds=480)
     except LabError as exc:  # vm_lab_up already removed what it started
         failure: str | None = f"NUMA lab could not be booted: {exc}"
     else:

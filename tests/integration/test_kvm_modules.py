@@ -47,7 +47,7 @@ def guest_lab(tmp_path_factory: pytest.TempPathFactory,
               rootfs_image: RootfsImage) -> Iterator[LabState]:
     state_dir = tmp_path_factory.mktemp("kvm-modules")
     try:
-        yield vm_lab_up(["2n"], state_dir, image=rootfs_image)
+        yield vm_lab_up(["2n"], state_dir, image=rootfs_image, ready_timeout_seconds=420)
     finally:
         lab_down(state_dir)
 

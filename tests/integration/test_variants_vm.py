@@ -67,7 +67,8 @@ def variant_lab(tmp_path_factory: pytest.TempPathFactory,
     base = tmp_path_factory.mktemp("variants-base") / "base.img"
     os.link(rootfs_image.base_image, base)
     try:
-        state = vm_lab_up(["2n"], state_dir, image=replace(rootfs_image, base_image=base))
+        state = vm_lab_up(["2n"], state_dir, image=replace(rootfs_image, base_image=base),
+                          ready_timeout_seconds=420)
     except LabError as exc:
         failure: str | None = f"vm lab could not be booted: {exc}"
     else:
